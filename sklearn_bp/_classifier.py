@@ -1,0 +1,406 @@
+"""BackpropClassifier: target encoding and probabilistic predictions."""
+
+import numpy as np
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.metrics import accuracy_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d
+
+from ._base import BaseBackprop
+from .losses import LogLoss, Loss, get_loss
+
+
+class BackpropClassifier(ClassifierMixin, BaseBackprop):
+    """Feed-forward neural network classifier trained by backpropagation.
+
+    Minimises the cross-entropy (``loss="log_loss"``) or a user-given
+    :class:`~sklearn_bp.losses.Loss` with mini-batch SGD, Adam or RMSprop. The
+    parameter names follow :class:`~sklearn.neural_network.MLPClassifier`
+    wherever the meaning is the same.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Width of each hidden layer. ``()`` gives a network without hidden layer.
+    activation : str or Activation, default="relu"
+        Hidden-layer activation: ``"identity"``, ``"logistic"`` (alias
+        ``"sigmoid"``), ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"elu"``,
+        ``"softplus"``, or an :class:`~sklearn_bp.activations.Activation`.
+    loss : "log_loss" or Loss, default="log_loss"
+        The loss. ``"log_loss"`` uses a softmax output for multiclass targets
+        and logistic outputs for binary and multilabel targets.
+    optimizer : str or Optimizer, default="adam"
+        ``"sgd"``, ``"adam"``, ``"rmsprop"`` or an
+        :class:`~sklearn_bp.optimizers.Optimizer` instance, whose own
+        hyper-parameters are nested parameters (``optimizer__beta_1``).
+    learning_rate_init : float, default=0.001
+        Initial learning rate.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Learning-rate schedule, for every optimizer. ``"invscaling"`` uses
+        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
+        ``"adaptive"`` divides the rate by 5 each time training stops improving
+        and stops once it is below 1e-6.
+    power_t : float, default=0.5
+        Exponent of the ``"invscaling"`` schedule.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty ``alpha / (2 * sum of batch weights) *
+        sum ||W||^2`` on the weights (not the biases).
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` means ``min(200, n_samples)``.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    shuffle : bool, default=True
+        Whether to shuffle the samples in each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, the shuffling and the validation split.
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score) that counts.
+    n_iter_no_change : int, default=10
+        Epochs without improvement tolerated before stopping (or lowering the
+        rate with ``learning_rate="adaptive"``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), stop when the
+        validation accuracy stops improving and restore the best weights.
+    validation_fraction : float, default=0.1
+        Fraction held out for early stopping.
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the current weights (with a fresh
+        optimizer state).
+    verbose : bool, default=False
+        Print one line per epoch.
+    class_weight : dict, "balanced" or None, default=None
+        Class weights, multiplied into ``sample_weight``; ``"balanced"`` uses
+        ``n_samples / (n_classes * np.bincount(y))`` of the data passed to the
+        call.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (``np.arange(n_labels)`` for multilabel targets).
+    coefs_ : list of ndarray
+        ``coefs_[i]`` has shape ``(fan_in, fan_out)``: the live weights.
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` has shape ``(fan_out,)``: the live biases.
+    loss_ : float
+        Mean training loss of the last epoch.
+    best_loss_ : float or None
+        Lowest ``loss_`` seen; ``None`` with early stopping.
+    loss_curve_ : list of float
+        ``loss_`` after each epoch.
+    validation_scores_ : list of float or None
+        Validation accuracy after each epoch (early stopping only).
+    validation_loss_curve_ : list of float or None
+        Validation loss (without the L2 term) after each epoch (early stopping
+        only).
+    best_validation_score_ : float or None
+        Best validation accuracy (early stopping only).
+    n_iter_ : int
+        Epochs run (each ``partial_fit`` call counts as one).
+    t_ : int
+        Training samples seen.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of output units.
+    out_activation_ : str
+        Output link: ``"logistic"`` or ``"softmax"`` for log-loss.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when they are all strings.
+
+    See Also
+    --------
+    BackpropRegressor : The regression counterpart.
+    sklearn.neural_network.MLPClassifier : scikit-learn's fixed-function MLP.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn_bp import BackpropClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = BackpropClassifier(hidden_layer_sizes=(16,), max_iter=300,
+    ...                          learning_rate_init=0.01, random_state=0)
+    >>> clf.fit(X, y).score(X, y) > 0.9
+    True
+    >>> clf.predict_proba(X[:1]).shape
+    (1, 3)
+    """
+
+    _parameter_constraints = {
+        **BaseBackprop._parameter_constraints,
+        "loss": [StrOptions({"log_loss"}), Loss],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        loss="log_loss",
+        optimizer="adam",
+        learning_rate_init=0.001,
+        learning_rate="constant",
+        power_t=0.5,
+        alpha=0.0001,
+        batch_size="auto",
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        warm_start=False,
+        verbose=False,
+        class_weight=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            loss=loss,
+            optimizer=optimizer,
+            learning_rate_init=learning_rate_init,
+            learning_rate=learning_rate,
+            power_t=power_t,
+            alpha=alpha,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            warm_start=warm_start,
+            verbose=verbose,
+        )
+        self.class_weight = class_weight
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; float32 input is trained in float32.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a binary indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : BackpropClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Run one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a binary indicator matrix for multilabel targets.
+        classes : array-like of shape (n_classes,), default=None
+            All the classes that can ever appear. Required on the first call
+            (not for multilabel targets), ignored afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : BackpropClassifier
+            The estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _resolve_loss(self):
+        return get_loss(self.loss, allowed=("log_loss",))
+
+    def _encode_target(self, y, *, reset, classes, dtype):
+        check_classification_targets(y)
+        target_type = type_of_target(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+            target_type = type_of_target(y)
+        if reset:
+            if target_type == "multilabel-indicator":
+                binarizer = LabelBinarizer().fit(y)
+            elif classes is not None:
+                binarizer = LabelBinarizer().fit(np.asarray(classes))
+            elif getattr(self, "_incremental", False):
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit "
+                    "(all the labels that can ever appear)."
+                )
+            else:
+                binarizer = LabelBinarizer().fit(y)
+            if len(binarizer.classes_) < 2 and target_type != "multilabel-indicator":
+                raise ValueError(
+                    "BackpropClassifier needs samples of at least 2 classes; the "
+                    f"data contains only one class: {binarizer.classes_[0]!r}."
+                )
+            self._label_binarizer = binarizer
+            self.classes_ = binarizer.classes_
+            self._multilabel = target_type == "multilabel-indicator"
+            self._loss._configure(type_of_target(self.classes_)
+                                  if not self._multilabel else target_type)
+        else:
+            self._loss._configure(
+                "multilabel-indicator" if self._multilabel
+                else type_of_target(self.classes_)
+            )
+            if self._multilabel != (target_type == "multilabel-indicator"):
+                raise ValueError(
+                    "The target type changed: the estimator was fitted on "
+                    f"{'multilabel' if self._multilabel else 'single-label'} targets."
+                )
+            if self._multilabel:
+                if y.shape[1] != len(self.classes_):
+                    raise ValueError(
+                        f"y has {y.shape[1]} labels but the estimator was fitted "
+                        f"with {len(self.classes_)}."
+                    )
+            else:
+                unseen = np.setdiff1d(np.unique(y), self.classes_)
+                if unseen.size:
+                    raise ValueError(
+                        f"y contains classes {unseen.tolist()} that are not in "
+                        f"classes_ {self.classes_.tolist()}; the set of classes "
+                        "cannot change after the first fit (warm_start) or "
+                        "partial_fit call."
+                    )
+        self.out_activation_ = self._loss.out_activation_name
+        Y = self._label_binarizer.transform(y).astype(dtype, copy=False)
+        stratify = None if self._multilabel else y
+        return Y, stratify
+
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+        # partial_fit needs `classes` on its first call; _encode_target asks.
+        self._incremental = incremental and not hasattr(self, "coefs_")
+        try:
+            return super()._fit(
+                X, y, sample_weight, incremental=incremental, classes=classes
+            )
+        finally:
+            del self._incremental
+
+    def _apply_class_weight(self, sample_weight, y, dtype):
+        if self.class_weight is None:
+            return sample_weight
+        y = column_or_1d(y) if (np.ndim(y) == 2 and y.shape[1] == 1) else y
+        weights = compute_sample_weight(self.class_weight, y).astype(dtype)
+        return weights if sample_weight is None else weights * sample_weight
+
+    def _validation_score(self, X, Y, sample_weight):
+        return accuracy_score(
+            self._decode(self._forward(X)),
+            self._label_binarizer.inverse_transform(Y) if not self._multilabel else Y,
+            sample_weight=sample_weight,
+        )
+
+    def _decode(self, raw):
+        if self._multilabel:
+            return (raw > 0).astype(int)
+        if raw.shape[1] == 1:
+            return self.classes_[(raw[:, 0] > 0).astype(int)]
+        return self.classes_[np.argmax(raw, axis=1)]
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Predicted classes, or an indicator matrix for multilabel targets.
+        """
+        X = self._validate_for_predict(X)
+        return self._decode(self._forward(X))
+
+    def decision_function(self, X):
+        """Raw output of the network (the logits, before the output link).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            For binary targets a 1-D array whose positive values predict
+            ``classes_[1]``; otherwise one column per class or label.
+        """
+        X = self._validate_for_predict(X)
+        raw = self._forward(X)
+        return raw.ravel() if raw.shape[1] == 1 and not self._multilabel else raw
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class in ``classes_`` (of each label for
+            multilabel targets). Rows sum to 1 for single-label targets.
+        """
+        X = self._validate_for_predict(X)
+        raw = self._forward(X)
+        if raw.shape[1] == 1 and not self._multilabel:
+            proba = self._loss.link(raw)
+            if isinstance(self._loss, LogLoss):
+                # p(class 0) from the mirrored raw output: exact, not 1 - p rounded
+                return np.hstack([self._loss.link(-raw), proba])
+            return np.hstack([1 - proba, proba])
+        return self._loss.link(raw)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities, always finite.
+
+        Computed as a log-softmax or log-sigmoid of the raw output, never as the
+        log of a probability rounded to 0.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probability of each class in ``classes_``.
+        """
+        X = self._validate_for_predict(X)
+        raw = self._forward(X)
+        if raw.shape[1] == 1 and not self._multilabel:
+            if isinstance(self._loss, LogLoss):
+                return np.hstack([self._loss.log_link(-raw), self._loss.log_link(raw)])
+            proba = self._loss.link(raw)
+            tiny = np.finfo(proba.dtype).tiny
+            return np.log(np.maximum(np.hstack([1 - proba, proba]), tiny))
+        return self._loss.log_link(raw)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

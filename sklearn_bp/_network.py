@@ -1,0 +1,265 @@
+"""The backpropagation core: pure numpy, arrays in and arrays out.
+
+Notation (used throughout the package): layer ``i`` maps its input ``A_{i-1}``
+(``A_{-1}`` is ``X``) to the pre-activation ``Z_i = A_{i-1} @ W_i + b_i`` and,
+for hidden layers, to the activation ``A_i = f(Z_i)``. The last layer's ``Z`` is
+the *raw output*; the loss owns the link that turns it into predictions. The
+backward pass starts from the output delta ``dL/dZ_last`` given by the loss and
+recurses ``delta_{i-1} = (delta_i @ W_i.T) * f'(Z_{i-1})``; the gradients are
+``dL/dW_i = A_{i-1}.T @ delta_i (+ L2 term)`` and ``dL/db_i = sum(delta_i)``.
+
+Nothing here knows about estimators. The training loop owns the parameters and
+passes them in together with a :class:`Workspace` of preallocated buffers.
+"""
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils._chunking import get_chunk_n_rows
+
+
+def init_params(layer_units, activation, random_state, dtype=np.float64):
+    """Glorot-uniform initial weights and biases, drawn as MLPClassifier does.
+
+    Parameters
+    ----------
+    layer_units : sequence of int
+        ``[n_features, *hidden_layer_sizes, n_outputs]``.
+    activation : Activation
+        Hidden activation; its ``glorot_factor`` sets the bound
+        ``sqrt(glorot_factor / (fan_in + fan_out))``.
+    random_state : int, RandomState instance or None
+        Seed or generator; the only source of randomness.
+    dtype : numpy dtype, default=np.float64
+        Dtype of the returned arrays.
+
+    Returns
+    -------
+    coefs : list of ndarray of shape (fan_in, fan_out)
+    intercepts : list of ndarray of shape (fan_out,)
+    """
+    rng = check_random_state(random_state)
+    coefs, intercepts = [], []
+    for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+        bound = np.sqrt(activation.glorot_factor / (fan_in + fan_out))
+        coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+        intercepts.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+    return coefs, intercepts
+
+
+class Workspace:
+    """Buffers for one batch shape, allocated once and reused for every batch.
+
+    Parameters
+    ----------
+    layer_units : sequence of int
+        ``[n_features, *hidden_layer_sizes, n_outputs]``.
+    n_rows : int
+        Largest batch the workspace serves; smaller batches use row views.
+    dtype : numpy dtype
+        Dtype of the parameters.
+    """
+
+    def __init__(self, layer_units, n_rows, dtype):
+        widths = list(layer_units[1:])
+        self.n_rows = n_rows
+        self.Z = [np.empty((n_rows, w), dtype=dtype) for w in widths]
+        self.A = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
+        self.delta = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
+        self.coef_grads = [
+            np.empty((fan_in, fan_out), dtype=dtype)
+            for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:])
+        ]
+        self.intercept_grads = [np.empty(w, dtype=dtype) for w in widths]
+
+    def rows(self, n):
+        """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows."""
+        if n == self.n_rows:
+            return self.Z, self.A, self.delta
+        return ([b[:n] for b in self.Z], [b[:n] for b in self.A], [b[:n] for b in self.delta])
+
+    def matches(self, layer_units, dtype):
+        """Whether the buffers fit this architecture and dtype."""
+        units = [self.coef_grads[0].shape[0]] + [z.shape[1] for z in self.Z]
+        return units == list(layer_units) and self.Z[0].dtype == dtype
+
+
+def _product_into(A, W, out):
+    """``out[...] = A @ W`` with one GEMM, for dense or sparse ``A``."""
+    if sparse.issparse(A):
+        out[...] = A @ W
+    else:
+        np.matmul(A, W, out=out)
+    return out
+
+
+def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
+    """Forward pass over a whole batch.
+
+    Parameters
+    ----------
+    coefs, intercepts : list of ndarray
+        Weights and biases.
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Input batch.
+    activation : Activation
+        Hidden activation.
+    Z : list of ndarray
+        Buffers ``(n_samples, fan_out)`` per layer, filled with pre-activations.
+    A : list of ndarray
+        Buffers per hidden layer, filled with activations. May be the same list
+        as ``Z`` when the pre-activations are not needed later (prediction).
+    n_layers : int, default=None
+        Stop after this many weight layers (``None``: all of them).
+
+    Returns
+    -------
+    out : ndarray
+        The raw output ``Z[-1]``, or the last computed hidden activation when
+        ``n_layers`` stops early.
+    """
+    n_layers = len(coefs) if n_layers is None else n_layers
+    last = len(coefs) - 1
+    inputs = X
+    for i in range(n_layers):
+        _product_into(inputs, coefs[i], Z[i])
+        Z[i] += intercepts[i]
+        if i < last:
+            inputs = activation._forward_into(Z[i], A[i])
+        else:
+            inputs = Z[i]
+    return inputs
+
+
+def backward(coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, intercept_grads):
+    """Backward pass: fill the gradient buffers from the output delta.
+
+    Parameters
+    ----------
+    coefs : list of ndarray
+        Weights.
+    X : {ndarray, sparse matrix}
+        The batch's input.
+    Z, A : list of ndarray
+        Pre-activations and hidden activations from :func:`forward`.
+    delta_out : ndarray of shape (n_samples, n_outputs)
+        ``dL/dZ_last`` of the (weighted mean) batch loss.
+    deltas : list of ndarray
+        Buffers for the hidden layers' deltas.
+    activation : Activation
+        Hidden activation.
+    l2 : float
+        Coefficient ``c`` of the penalty gradient ``c * W`` added to each weight
+        gradient (``alpha / sum of sample weights``).
+    coef_grads, intercept_grads : list of ndarray
+        Filled in place.
+    """
+    delta = delta_out
+    for i in range(len(coefs) - 1, -1, -1):
+        inputs = X if i == 0 else A[i - 1]
+        _product_into(inputs.T, delta, coef_grads[i])
+        if l2:
+            coef_grads[i] += l2 * coefs[i]
+        np.sum(delta, axis=0, out=intercept_grads[i])
+        if i > 0:
+            np.matmul(delta, coefs[i].T, out=deltas[i - 1])
+            delta = activation._backprop_into(Z[i - 1], A[i - 1], deltas[i - 1])
+
+
+def squared_weight_norm(coefs):
+    """``sum ||W||^2`` over the weight matrices (biases are not penalised)."""
+    return float(sum(np.dot(W.ravel(), W.ravel()) for W in coefs))
+
+
+def loss_and_gradients(
+    coefs, intercepts, X, Y, sample_weight, activation, loss, alpha, workspace=None
+):
+    """Penalised batch loss and its gradients with respect to every parameter.
+
+    The loss is ``sum_i w_i l_i / sum_i w_i + alpha / (2 sum_i w_i) * sum ||W||^2``
+    (``w_i = 1`` without weights), the L2 term as in MLPClassifier.
+
+    Parameters
+    ----------
+    coefs, intercepts : list of ndarray
+        Weights and biases (not modified).
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Batch input.
+    Y : ndarray of shape (n_samples, n_outputs)
+        Encoded batch target.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Non-negative weights with a positive sum.
+    activation : Activation
+        Hidden activation.
+    loss : Loss
+        The loss.
+    alpha : float
+        L2 penalty strength.
+    workspace : Workspace, default=None
+        Buffers to use; a new one is made if ``None``. The returned gradients
+        live in it.
+
+    Returns
+    -------
+    value : float
+        Penalised batch loss.
+    coef_grads, intercept_grads : list of ndarray
+        Gradients, shaped like ``coefs`` and ``intercepts``.
+    """
+    n = X.shape[0]
+    if workspace is None:
+        units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
+        workspace = Workspace(units, n, coefs[0].dtype)
+    Z, A, deltas = workspace.rows(n)
+    weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
+    raw = forward(coefs, intercepts, X, activation, Z, A)
+    # The raw output is not needed after the loss: its buffer takes the delta.
+    value = loss._loss_and_delta(Y, raw, sample_weight, weight_sum, out=raw)
+    l2 = float(alpha) / weight_sum
+    if l2:
+        value += 0.5 * l2 * squared_weight_norm(coefs)
+    backward(
+        coefs, X, Z, A, raw, deltas, activation, l2,
+        workspace.coef_grads, workspace.intercept_grads,
+    )
+    return value, workspace.coef_grads, workspace.intercept_grads
+
+
+def predict_raw(coefs, intercepts, X, activation, n_layers=None):
+    """Raw outputs (or hidden activations) in chunks of bounded memory.
+
+    Parameters
+    ----------
+    coefs, intercepts : list of ndarray
+        Weights and biases.
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Input.
+    activation : Activation
+        Hidden activation.
+    n_layers : int, default=None
+        Stop after this many weight layers: ``len(coefs) - 1`` returns the last
+        hidden layer's activations. ``None`` returns the raw output.
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, width)
+        Same dtype as the parameters.
+    """
+    n_layers = len(coefs) if n_layers is None else n_layers
+    widths = [W.shape[1] for W in coefs[:n_layers]]
+    dtype = coefs[0].dtype
+    n_samples = X.shape[0]
+    out = np.empty((n_samples, widths[-1]), dtype=dtype)
+    # Two live buffers per row at most (a layer's input and output); the
+    # chunk size follows scikit-learn's working_memory setting.
+    row_bytes = 2 * max(widths) * dtype.itemsize
+    chunk = get_chunk_n_rows(row_bytes, max_n_rows=n_samples)
+    chunk = max(1, min(chunk, n_samples))
+    buffers = [np.empty((chunk, w), dtype=dtype) for w in widths]
+    for rows in gen_batches(n_samples, chunk):
+        n = rows.stop - rows.start
+        views = buffers if n == chunk else [b[:n] for b in buffers]
+        # Pre-activations are not needed for prediction: compute in place.
+        result = forward(coefs, intercepts, X[rows], activation, views, views, n_layers)
+        out[rows] = result
+    return out

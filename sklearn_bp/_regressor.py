@@ -1,0 +1,259 @@
+"""BackpropRegressor: single- and multi-output regression."""
+
+import numpy as np
+from sklearn.base import RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import StrOptions
+
+from ._base import BaseBackprop
+from .losses import Loss, Poisson, get_loss
+
+_REGRESSION_LOSSES = ("squared_error", "absolute_error", "huber", "poisson")
+
+
+class BackpropRegressor(RegressorMixin, BaseBackprop):
+    """Feed-forward neural network regressor trained by backpropagation.
+
+    Minimises the half squared error (default), the absolute error, the Huber
+    loss, the Poisson loss or a user-given :class:`~sklearn_bp.losses.Loss`,
+    with mini-batch SGD, Adam or RMSprop. Several outputs are supported. The
+    parameter names follow :class:`~sklearn.neural_network.MLPRegressor`
+    wherever the meaning is the same.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Width of each hidden layer. ``()`` gives a linear model.
+    activation : str or Activation, default="relu"
+        Hidden-layer activation: ``"identity"``, ``"logistic"`` (alias
+        ``"sigmoid"``), ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"elu"``,
+        ``"softplus"``, or an :class:`~sklearn_bp.activations.Activation`.
+    loss : str or Loss, default="squared_error"
+        ``"squared_error"`` (``0.5 * mean((y - raw) ** 2)``), ``"absolute_error"``,
+        ``"huber"`` (``delta=1``), ``"poisson"`` (log link, non-negative ``y``),
+        or a :class:`~sklearn_bp.losses.Loss` instance.
+    optimizer : str or Optimizer, default="adam"
+        ``"sgd"``, ``"adam"``, ``"rmsprop"`` or an
+        :class:`~sklearn_bp.optimizers.Optimizer` instance, whose own
+        hyper-parameters are nested parameters (``optimizer__beta_1``).
+    learning_rate_init : float, default=0.001
+        Initial learning rate.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Learning-rate schedule, for every optimizer (see
+        :class:`BackpropClassifier`).
+    power_t : float, default=0.5
+        Exponent of the ``"invscaling"`` schedule.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty on the weights.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` means ``min(200, n_samples)``.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    shuffle : bool, default=True
+        Whether to shuffle the samples in each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, the shuffling and the validation split.
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score) that counts.
+    n_iter_no_change : int, default=10
+        Epochs without improvement tolerated before stopping.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when the validation
+        R^2 stops improving and restore the best weights.
+    validation_fraction : float, default=0.1
+        Fraction held out for early stopping.
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the current weights (with a fresh
+        optimizer state).
+    verbose : bool, default=False
+        Print one line per epoch.
+
+    Attributes
+    ----------
+    coefs_ : list of ndarray
+        ``coefs_[i]`` has shape ``(fan_in, fan_out)``: the live weights.
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` has shape ``(fan_out,)``: the live biases.
+    loss_ : float
+        Mean training loss of the last epoch.
+    best_loss_ : float or None
+        Lowest ``loss_`` seen; ``None`` with early stopping.
+    loss_curve_ : list of float
+        ``loss_`` after each epoch.
+    validation_scores_ : list of float or None
+        Validation R^2 after each epoch (early stopping only).
+    validation_loss_curve_ : list of float or None
+        Validation loss (without the L2 term) after each epoch (early stopping
+        only).
+    best_validation_score_ : float or None
+        Best validation R^2 (early stopping only).
+    n_iter_ : int
+        Epochs run (each ``partial_fit`` call counts as one).
+    t_ : int
+        Training samples seen.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        Output link: ``"identity"``, or ``"exp"`` for the Poisson loss.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when they are all strings.
+
+    See Also
+    --------
+    BackpropClassifier : The classification counterpart.
+    sklearn.neural_network.MLPRegressor : scikit-learn's fixed-function MLP.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_bp import BackpropRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-1, 1, size=(200, 2))
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> reg = BackpropRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01,
+    ...                         max_iter=300, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.95
+    True
+    """
+
+    _parameter_constraints = {
+        **BaseBackprop._parameter_constraints,
+        "loss": [StrOptions(set(_REGRESSION_LOSSES)), Loss],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        loss="squared_error",
+        optimizer="adam",
+        learning_rate_init=0.001,
+        learning_rate="constant",
+        power_t=0.5,
+        alpha=0.0001,
+        batch_size="auto",
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        warm_start=False,
+        verbose=False,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            loss=loss,
+            optimizer=optimizer,
+            learning_rate_init=learning_rate_init,
+            learning_rate=learning_rate,
+            power_t=power_t,
+            alpha=alpha,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            warm_start=warm_start,
+            verbose=verbose,
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; float32 input is trained in float32.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : BackpropRegressor
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Run one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : BackpropRegressor
+            The estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _resolve_loss(self):
+        return get_loss(self.loss, allowed=_REGRESSION_LOSSES)
+
+    def _encode_target(self, y, *, reset, classes, dtype):
+        Y = np.asarray(y, dtype=dtype)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        self.out_activation_ = self._loss.out_activation_name
+        return Y, None
+
+    def _validation_score(self, X, Y, sample_weight):
+        return r2_score(Y, self._loss.link(self._forward(X)), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predict target values.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predictions; 1-D when the network has a single output.
+
+        Raises
+        ------
+        ValueError
+            If a prediction overflows (possible with the Poisson loss's
+            exponential link), rather than returning ``inf``.
+        """
+        X = self._validate_for_predict(X)
+        pred = self._loss.link(self._forward(X))
+        if not np.all(np.isfinite(pred)):
+            raise ValueError(
+                "Some predictions are not finite: the output link "
+                f"({self.out_activation_}) overflowed for these inputs. Inputs far "
+                "outside the training range are the usual cause."
+            )
+        return pred.ravel() if pred.shape[1] == 1 else pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson" or isinstance(
+            self.loss, Poisson
+        )
+        return tags

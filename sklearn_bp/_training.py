@@ -1,0 +1,231 @@
+"""The epoch loop and the monitor that decides, after each epoch, what comes next.
+
+:class:`Trainer` runs one epoch of mini-batch steps on parameters it does not
+own (the estimator's live ``coefs_`` and ``intercepts_``). :class:`Monitor`
+keeps the stopping bookkeeping (best loss or validation score, epochs without
+improvement, the learning-rate schedule) and returns a decision instead of
+raising, so that a real exception is never mistaken for a stop.
+"""
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils import gen_batches
+
+from ._network import Workspace, loss_and_gradients
+
+CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
+
+# The adaptive schedule stops once the learning rate would fall below this
+# (MLPClassifier's threshold).
+MIN_ADAPTIVE_LR = 1e-6
+
+
+class DivergenceError(ValueError):
+    """Raised when a batch's loss or gradient is not finite.
+
+    The step that produced it is not applied, so the parameters keep their last
+    finite values.
+    """
+
+
+class Trainer:
+    """Run epochs of mini-batch backpropagation on the given parameters.
+
+    Parameters
+    ----------
+    coefs, intercepts : list of ndarray
+        Live parameters, updated in place.
+    activation, loss, optimizer : component instances
+        Resolved private components.
+    optimizer_state : dict
+        The optimizer's state, updated in place.
+    alpha : float
+        L2 penalty.
+    batch_size : int
+        Rows per batch.
+    shuffle : bool
+        Whether to visit the rows in a new random order each epoch.
+    rng : numpy.random.RandomState
+        Source of the shuffling order.
+    workspace : Workspace or None
+        Buffers from a previous epoch to reuse, if they still fit.
+    """
+
+    def __init__(self, coefs, intercepts, *, activation, loss, optimizer,
+                 optimizer_state, alpha, batch_size, shuffle, rng, workspace=None):
+        self.coefs = coefs
+        self.intercepts = intercepts
+        self.params = list(coefs) + list(intercepts)
+        self.activation = activation
+        self.loss = loss
+        self.optimizer = optimizer
+        self.optimizer_state = optimizer_state
+        self.alpha = float(alpha)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rng = rng
+        units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
+        dtype = coefs[0].dtype
+        if workspace is None or workspace.n_rows != batch_size or not workspace.matches(units, dtype):
+            workspace = Workspace(units, batch_size, dtype)
+        self.workspace = workspace
+        self._batch_buffers = None
+
+    def run_epoch(self, X, Y, sample_weight, lr, epoch):
+        """One pass over the data.
+
+        Parameters
+        ----------
+        X : {ndarray, CSR matrix} of shape (n_samples, n_features)
+        Y : ndarray of shape (n_samples, n_outputs)
+        sample_weight : ndarray of shape (n_samples,) or None
+        lr : float
+            Learning rate for every step of this epoch.
+        epoch : int
+            1-based epoch number, for error messages.
+
+        Returns
+        -------
+        mean_loss : float or None
+            Weighted mean of the batches' losses, ``None`` if every batch had
+            zero total weight.
+        n_seen : int
+            Rows in the batches that were used (``t_`` grows by this).
+        """
+        n_samples = X.shape[0]
+        order = self.rng.permutation(n_samples) if self.shuffle else None
+        loss_sum = weight_sum = 0.0
+        n_seen = 0
+        for batch, rows in enumerate(gen_batches(n_samples, self.batch_size), start=1):
+            Xb, Yb, swb = self._gather(X, Y, sample_weight, rows, order)
+            batch_weight = Xb.shape[0] if swb is None else float(np.sum(swb))
+            if batch_weight <= 0:
+                continue  # nothing to learn from; no step, no loss, t_ unchanged
+            value = self.step(Xb, Yb, swb, lr, epoch, batch)
+            loss_sum += value * batch_weight
+            weight_sum += batch_weight
+            n_seen += Xb.shape[0]
+        if weight_sum == 0:
+            return None, 0
+        return loss_sum / weight_sum, n_seen
+
+    def step(self, X, Y, sample_weight, lr, epoch=1, batch=1):
+        """Forward, backward and one optimizer step on one batch; return its loss."""
+        value, coef_grads, intercept_grads = loss_and_gradients(
+            self.coefs, self.intercepts, X, Y, sample_weight,
+            self.activation, self.loss, self.alpha, self.workspace,
+        )
+        grads = coef_grads + intercept_grads
+        # np.sum propagates inf/nan and needs no temporary array.
+        if not np.isfinite(value) or not all(np.isfinite(np.sum(g)) for g in grads):
+            raise DivergenceError(
+                f"The training loss or its gradient became non-finite at epoch "
+                f"{epoch}, batch {batch} (loss={value!r}); the parameters were "
+                "left at their last finite values. Try a smaller "
+                "learning_rate_init or scale the inputs (e.g. with "
+                "sklearn.preprocessing.StandardScaler)."
+            )
+        self.optimizer.step(self.params, grads, self.optimizer_state, lr)
+        return value
+
+    def _gather(self, X, Y, sample_weight, rows, order):
+        """The batch's rows: views when not shuffled, else copies into buffers."""
+        if order is None:
+            sw = None if sample_weight is None else sample_weight[rows]
+            return X[rows], Y[rows], sw
+        idx = order[rows]
+        if sparse.issparse(X):
+            Xb = X[idx]
+        else:
+            if self._batch_buffers is None or self._batch_buffers[0].dtype != X.dtype:
+                self._batch_buffers = (
+                    np.empty((self.batch_size, X.shape[1]), dtype=X.dtype),
+                    np.empty((self.batch_size, Y.shape[1]), dtype=Y.dtype),
+                )
+            n = idx.shape[0]
+            Xb = np.take(X, idx, axis=0, out=self._batch_buffers[0][:n])
+        if self._batch_buffers is None:
+            Yb = Y[idx]
+        else:
+            Yb = np.take(Y, idx, axis=0, out=self._batch_buffers[1][: idx.shape[0]])
+        sw = None if sample_weight is None else sample_weight[idx]
+        return Xb, Yb, sw
+
+
+class Monitor:
+    """End-of-epoch bookkeeping: improvement, stopping and learning rate.
+
+    Follows MLPClassifier's rules: an epoch "does not improve" when the training
+    loss is not below ``best_loss - tol`` (or, with early stopping, the
+    validation score not above ``best_score + tol``); after more than
+    ``n_iter_no_change`` such epochs in a row, training stops, or with the
+    ``"adaptive"`` schedule the learning rate is divided by 5 (and training stops
+    once it is below 1e-6).
+
+    Parameters
+    ----------
+    tol : float
+    n_iter_no_change : int
+    early_stopping : bool
+    schedule : {"constant", "invscaling", "adaptive"}
+    learning_rate_init : float
+    power_t : float
+    """
+
+    def __init__(self, *, tol, n_iter_no_change, early_stopping, schedule,
+                 learning_rate_init, power_t):
+        self.tol = float(tol)
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.schedule = schedule
+        self.learning_rate_init = float(learning_rate_init)
+        self.power_t = float(power_t)
+        self.learning_rate = self.learning_rate_init
+        self.no_improvement_count = 0
+        self.best_loss = np.inf
+        self.best_validation_score = -np.inf
+
+    def update(self, train_loss, validation_score, t):
+        """Record one epoch and decide what comes next.
+
+        Parameters
+        ----------
+        train_loss : float
+            The epoch's mean training loss.
+        validation_score : float or None
+            Held-out score when early stopping is on.
+        t : int
+            Training samples seen so far (for the ``"invscaling"`` schedule).
+
+        Returns
+        -------
+        decision : {"continue", "lower_lr", "stop"}
+        improved : bool
+            Whether the validation score is a new best (the caller keeps a
+            copy of the parameters then).
+        """
+        improved = False
+        if self.early_stopping:
+            if validation_score < self.best_validation_score + self.tol:
+                self.no_improvement_count += 1
+            else:
+                self.no_improvement_count = 0
+            if validation_score > self.best_validation_score:
+                self.best_validation_score = validation_score
+                improved = True
+        else:
+            if train_loss > self.best_loss - self.tol:
+                self.no_improvement_count += 1
+            else:
+                self.no_improvement_count = 0
+            if train_loss < self.best_loss:
+                self.best_loss = train_loss
+        if self.schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (t + 1) ** self.power_t
+        if self.no_improvement_count <= self.n_iter_no_change:
+            return CONTINUE, improved
+        self.no_improvement_count = 0
+        if self.schedule == "adaptive" and self.learning_rate > MIN_ADAPTIVE_LR:
+            self.learning_rate /= 5.0
+            return LOWER_LR, improved
+        return STOP, improved

@@ -1,0 +1,419 @@
+"""Losses: each owns its output link, its value and its gradient.
+
+A :class:`Loss` maps the network's raw output (the last layer's ``Z``, no
+activation applied) to predictions through :meth:`Loss.link`, reports the
+sample-weighted mean of its per-sample values with :meth:`Loss.loss`, and gives
+the per-sample gradient with respect to the raw output with
+:meth:`Loss.gradient`. The backward pass starts from that gradient; a loss whose
+link is its canonical link (log-loss with softmax, squared error with the
+identity) simply has the short form ``link(raw) - y`` inside its own
+``gradient``, rather than hard-coded in the backward pass.
+"""
+
+from numbers import Real
+
+import numpy as np
+from scipy.special import expit, log_expit, log_softmax, logsumexp, softmax
+from sklearn.utils._param_validation import Interval
+
+from ._spec import Spec, resolve
+
+__all__ = [
+    "Loss",
+    "LogLoss",
+    "SquaredError",
+    "AbsoluteError",
+    "Huber",
+    "Poisson",
+    "LOSSES",
+    "get_loss",
+]
+
+
+def _weighted_mean(values, sample_weight):
+    """Mean of per-sample ``values``, weighted by ``sample_weight`` if given."""
+    if sample_weight is None:
+        return float(np.mean(values))
+    return float(np.dot(sample_weight, values) / np.sum(sample_weight))
+
+
+class Loss(Spec):
+    """Base class of losses.
+
+    Subclass it and implement :meth:`link`, :meth:`loss` and :meth:`gradient`;
+    pass an instance as the ``loss`` parameter of an estimator.
+
+    The raw output ``raw`` has shape ``(n_samples, n_outputs)``; so does the
+    target ``y`` given to the loss (a 1-D regression target is passed as one
+    column; classification targets are passed one-hot / indicator encoded).
+
+    Attributes
+    ----------
+    out_activation_name : str
+        Name of the output link, reported as the estimator's ``out_activation_``.
+
+    See Also
+    --------
+    get_loss : Resolve a name or an instance.
+
+    Examples
+    --------
+    A quartic loss, ``mean((raw - y) ** 4)``:
+
+    >>> import numpy as np
+    >>> from sklearn_bp.losses import Loss
+    >>> class Quartic(Loss):
+    ...     def link(self, raw):
+    ...         return raw
+    ...     def loss(self, y, raw, sample_weight=None):
+    ...         per_sample = np.mean((raw - y) ** 4, axis=1)
+    ...         return float(np.average(per_sample, weights=sample_weight))
+    ...     def gradient(self, y, raw):
+    ...         return 4 * (raw - y) ** 3 / raw.shape[1]
+    >>> Quartic().loss(np.zeros((2, 1)), np.ones((2, 1)))
+    1.0
+    """
+
+    out_activation_name = "identity"
+
+    def link(self, raw):
+        """Map raw network outputs to predictions.
+
+        Parameters
+        ----------
+        raw : ndarray of shape (n_samples, n_outputs)
+            Output of the last layer, before any activation.
+
+        Returns
+        -------
+        prediction : ndarray of shape (n_samples, n_outputs)
+            Predictions (class probabilities for classification losses).
+        """
+        raise NotImplementedError
+
+    def loss(self, y, raw, sample_weight=None):
+        """Sample-weighted mean loss.
+
+        Parameters
+        ----------
+        y : ndarray of shape (n_samples, n_outputs)
+            Encoded target.
+        raw : ndarray of shape (n_samples, n_outputs)
+            Raw network output.
+        sample_weight : ndarray of shape (n_samples,), default=None
+            Non-negative weights; ``None`` means equal weights.
+
+        Returns
+        -------
+        value : float
+            ``sum_i w_i * l_i / sum_i w_i`` where ``l_i`` is sample ``i``'s loss.
+        """
+        raise NotImplementedError
+
+    def gradient(self, y, raw):
+        """Per-sample gradient of the loss with respect to the raw output.
+
+        Parameters
+        ----------
+        y : ndarray of shape (n_samples, n_outputs)
+            Encoded target.
+        raw : ndarray of shape (n_samples, n_outputs)
+            Raw network output. Must not be modified.
+
+        Returns
+        -------
+        grad : ndarray of shape (n_samples, n_outputs)
+            Row ``i`` is ``d l_i / d raw_i``, so that the gradient of
+            :meth:`loss` is ``w_i * grad_i / sum(w)``.
+        """
+        raise NotImplementedError
+
+    def log_link(self, raw):
+        """Logarithm of :meth:`link`, finite for classification losses.
+
+        Parameters
+        ----------
+        raw : ndarray of shape (n_samples, n_outputs)
+            Raw network output.
+
+        Returns
+        -------
+        log_prediction : ndarray of shape (n_samples, n_outputs)
+            ``log(link(raw))``; this default clips at the smallest normal number
+            of the dtype so that it is never ``-inf``.
+        """
+        pred = self.link(raw)
+        return np.log(np.maximum(pred, np.finfo(pred.dtype).tiny))
+
+    def _configure(self, target_type):
+        """Adapt to the encoded target at fit time (no-op by default).
+
+        ``target_type`` is :func:`sklearn.utils.multiclass.type_of_target`'s
+        answer for the user's ``y``.
+        """
+
+    def _check_target(self, y):
+        """Raise ValueError if ``y`` is outside the loss's domain."""
+
+    # Used by the training loop on buffers it owns: returns the weighted loss and
+    # overwrites ``out`` (which may be ``raw`` itself) with the output delta
+    # ``w_i * grad_i / sum(w)``. Built-ins override it to avoid temporaries.
+    def _loss_and_delta(self, y, raw, sample_weight, weight_sum, out):
+        value = self.loss(y, raw, sample_weight)
+        grad = self.gradient(y, raw)
+        np.copyto(out, grad)
+        _scale_delta(out, sample_weight, weight_sum)
+        return value
+
+
+def _scale_delta(out, sample_weight, weight_sum):
+    if sample_weight is None:
+        out *= 1.0 / out.shape[0]
+    else:
+        out *= (sample_weight * (1.0 / weight_sum))[:, None]
+
+
+class LogLoss(Loss):
+    """Cross-entropy for classification.
+
+    With one output (binary classification and each label of a multilabel
+    problem) the link is the logistic function and the loss the binary
+    cross-entropy; with several mutually exclusive classes the link is the
+    softmax and the loss the categorical cross-entropy. For multilabel targets
+    the per-sample value sums the labels' binary cross-entropies, as
+    :class:`~sklearn.neural_network.MLPClassifier` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_bp.losses import LogLoss
+    >>> LogLoss().loss(np.array([[1.0]]), np.array([[0.0]]))
+    0.6931471805599453
+    """
+
+    out_activation_name = "logistic"
+
+    def __init__(self):
+        self._softmax = None  # decided by _configure, or by the number of outputs
+
+    def _configure(self, target_type):
+        self._softmax = target_type == "multiclass"
+        self.out_activation_name = "softmax" if self._softmax else "logistic"
+
+    def _use_softmax(self, raw):
+        return raw.shape[1] > 1 if self._softmax is None else self._softmax
+
+    def link(self, raw):
+        if self._use_softmax(raw):
+            return softmax(raw, axis=1)
+        return expit(raw)
+
+    def log_link(self, raw):
+        if self._use_softmax(raw):
+            return log_softmax(raw, axis=1)
+        return log_expit(raw)
+
+    def _per_sample(self, y, raw):
+        if self._use_softmax(raw):
+            return logsumexp(raw, axis=1) - np.sum(y * raw, axis=1)
+        # -y log s(r) - (1 - y) log(1 - s(r)) == log(1 + exp(r)) - y r
+        return np.sum(np.logaddexp(0, raw) - y * raw, axis=1)
+
+    def loss(self, y, raw, sample_weight=None):
+        return _weighted_mean(self._per_sample(y, raw), sample_weight)
+
+    def gradient(self, y, raw):
+        # Canonical link: the derivative of the link cancels against the
+        # loss's, leaving prediction minus target.
+        return self.link(raw) - y
+
+    def _loss_and_delta(self, y, raw, sample_weight, weight_sum, out):
+        # ``out`` may alias ``raw``: read everything needed from raw first.
+        y_dot_raw = np.einsum("ij,ij->i", y, raw)
+        if self._use_softmax(raw):
+            row_max = raw.max(axis=1, keepdims=True)
+            np.subtract(raw, row_max, out=out)
+            np.exp(out, out=out)
+            row_sum = out.sum(axis=1, keepdims=True)
+            per_sample = (row_max + np.log(row_sum)).ravel() - y_dot_raw
+            out /= row_sum
+        else:
+            per_sample = np.logaddexp(0, raw).sum(axis=1) - y_dot_raw
+            expit(raw, out=out)
+        out -= y
+        _scale_delta(out, sample_weight, weight_sum)
+        return _weighted_mean(per_sample, sample_weight)
+
+
+class SquaredError(Loss):
+    """Half squared error, ``0.5 * mean((raw - y) ** 2)`` over samples and outputs.
+
+    This is the value :class:`~sklearn.neural_network.MLPRegressor` reports. Its
+    gradient here is the true gradient of that value, also with several outputs
+    (MLP's multi-output gradient is ``n_outputs`` times too large).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_bp.losses import SquaredError
+    >>> SquaredError().loss(np.array([[0.0]]), np.array([[2.0]]))
+    2.0
+    """
+
+    def link(self, raw):
+        return raw
+
+    def loss(self, y, raw, sample_weight=None):
+        diff = raw - y
+        return 0.5 * _weighted_mean(np.mean(diff * diff, axis=1), sample_weight)
+
+    def gradient(self, y, raw):
+        return (raw - y) / raw.shape[1]
+
+    def _loss_and_delta(self, y, raw, sample_weight, weight_sum, out):
+        np.subtract(raw, y, out=out)
+        per_sample = np.einsum("ij,ij->i", out, out)
+        value = 0.5 * _weighted_mean(per_sample, sample_weight) / out.shape[1]
+        if out.shape[1] > 1:
+            out *= 1.0 / out.shape[1]
+        _scale_delta(out, sample_weight, weight_sum)
+        return value
+
+
+class AbsoluteError(Loss):
+    """Absolute error, ``mean(|raw - y|)`` over samples and outputs.
+
+    The subgradient is ``sign(raw - y)``, 0 where ``raw == y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_bp.losses import AbsoluteError
+    >>> AbsoluteError().gradient(np.array([[1.0, 1.0]]), np.array([[0.0, 1.0]]))
+    array([[-0.5,  0. ]])
+    """
+
+    def link(self, raw):
+        return raw
+
+    def loss(self, y, raw, sample_weight=None):
+        return _weighted_mean(np.mean(np.abs(raw - y), axis=1), sample_weight)
+
+    def gradient(self, y, raw):
+        return np.sign(raw - y) / raw.shape[1]
+
+
+class Huber(Loss):
+    """Huber loss, quadratic within ``delta`` of the target and linear beyond.
+
+    Per element, ``0.5 * r ** 2`` if ``|r| <= delta`` else
+    ``delta * (|r| - 0.5 * delta)`` with ``r = raw - y``, averaged over samples
+    and outputs, as ``torch.nn.HuberLoss``.
+
+    Parameters
+    ----------
+    delta : float, default=1.0
+        Threshold between the quadratic and linear parts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_bp.losses import Huber
+    >>> Huber(delta=1.0).loss(np.array([[0.0, 0.0]]), np.array([[0.5, 3.0]]))
+    1.3125
+    """
+
+    _parameter_constraints = {"delta": [Interval(Real, 0, None, closed="neither")]}
+
+    def __init__(self, *, delta=1.0):
+        self.delta = delta
+
+    def link(self, raw):
+        return raw
+
+    def loss(self, y, raw, sample_weight=None):
+        delta = float(self.delta)
+        abs_r = np.abs(raw - y)
+        values = np.where(
+            abs_r <= delta, 0.5 * abs_r * abs_r, delta * (abs_r - 0.5 * delta)
+        )
+        return _weighted_mean(np.mean(values, axis=1), sample_weight)
+
+    def gradient(self, y, raw):
+        delta = float(self.delta)
+        return np.clip(raw - y, -delta, delta) / raw.shape[1]
+
+
+class Poisson(Loss):
+    """Poisson deviance-style loss with log link, ``mean(exp(raw) - y * raw)``.
+
+    Equals ``torch.nn.functional.poisson_nll_loss(raw, y, log_input=True,
+    full=False)``. The target must be non-negative; predictions are
+    ``exp(raw)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_bp.losses import Poisson
+    >>> Poisson().loss(np.array([[1.0]]), np.array([[0.0]]))
+    1.0
+    """
+
+    out_activation_name = "exp"
+
+    def link(self, raw):
+        with np.errstate(over="ignore"):
+            return np.exp(raw)
+
+    def log_link(self, raw):
+        return raw.copy()
+
+    def loss(self, y, raw, sample_weight=None):
+        with np.errstate(over="ignore"):
+            values = np.mean(np.exp(raw) - y * raw, axis=1)
+        return _weighted_mean(values, sample_weight)
+
+    def gradient(self, y, raw):
+        with np.errstate(over="ignore"):
+            return (np.exp(raw) - y) / raw.shape[1]
+
+    def _check_target(self, y):
+        if np.any(y < 0):
+            raise ValueError(
+                "The 'poisson' loss needs a non-negative target y (counts or "
+                f"rates); got a minimum of {np.min(y)!r}."
+            )
+
+
+LOSSES = {
+    "log_loss": LogLoss,
+    "squared_error": SquaredError,
+    "absolute_error": AbsoluteError,
+    "huber": Huber,
+    "poisson": Poisson,
+}
+
+
+def get_loss(loss, *, allowed=None):
+    """Return a private loss instance from a name or an instance.
+
+    Parameters
+    ----------
+    loss : str or Loss
+        One of the names in :data:`LOSSES` (or of ``allowed``) or a :class:`Loss`.
+    allowed : iterable of str, default=None
+        Restrict the accepted names (an estimator accepts only its own).
+
+    Returns
+    -------
+    loss : Loss
+        A new instance: a copy when an instance was given.
+
+    Examples
+    --------
+    >>> from sklearn_bp.losses import get_loss
+    >>> get_loss("huber")
+    Huber()
+    """
+    registry = LOSSES if allowed is None else {k: LOSSES[k] for k in allowed}
+    return resolve(loss, registry=registry, base=Loss, param_name="loss")

@@ -1,0 +1,339 @@
+"""Optimizers: stateless specs whose updates equal ``torch.optim``'s.
+
+An :class:`Optimizer` holds only hyper-parameters. Its state (moments, its own
+step count) is created by :meth:`Optimizer.init_state` and kept by the fitted
+estimator, then passed back to :meth:`Optimizer.step` with the parameters, their
+gradients and the current learning rate. The learning rate is applied at step
+time, as in ``torch.optim``, so a learning-rate schedule never changes the
+buffers.
+"""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from ._spec import Spec, resolve
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "OPTIMIZERS", "get_optimizer"]
+
+
+class Optimizer(Spec):
+    """Base class of optimizers.
+
+    Subclass it and implement :meth:`init_state` and :meth:`step`; pass an
+    instance as the ``optimizer`` parameter of an estimator. The optimizer must
+    not store anything on itself during training: the estimator owns the state.
+
+    See Also
+    --------
+    SGD, Adam, RMSprop : The built-in optimizers.
+
+    Examples
+    --------
+    Plain gradient descent:
+
+    >>> import numpy as np
+    >>> from sklearn_bp.optimizers import Optimizer
+    >>> class PlainGD(Optimizer):
+    ...     def init_state(self, params):
+    ...         return {}
+    ...     def step(self, params, grads, state, lr):
+    ...         for p, g in zip(params, grads):
+    ...             p -= lr * g
+    >>> w = np.ones(2)
+    >>> PlainGD().step([w], [np.array([1.0, -1.0])], {}, 0.5)
+    >>> w
+    array([0.5, 1.5])
+    """
+
+    def init_state(self, params):
+        """Create the optimizer state for a list of parameter arrays.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            The parameters, in the order later passed to :meth:`step`.
+
+        Returns
+        -------
+        state : dict
+            Any buffers the update needs, e.g. moving averages shaped like the
+            parameters. Must be picklable.
+        """
+        raise NotImplementedError
+
+    def step(self, params, grads, state, lr):
+        """Update ``params`` in place from ``grads``.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            Parameters, updated in place.
+        grads : list of ndarray
+            Gradients of the loss with respect to ``params``. May be used as
+            scratch space: the caller does not read them afterwards.
+        state : dict
+            The state returned by :meth:`init_state`, updated in place.
+        lr : float
+            Learning rate for this step.
+        """
+        raise NotImplementedError
+
+
+def _zeros_like(params):
+    return [np.zeros_like(p) for p in params]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum and optional Nesterov momentum.
+
+    The update equals ``torch.optim.SGD(lr, momentum=momentum, dampening=0,
+    nesterov=nesterov, weight_decay=0)``: the first step fills the momentum
+    buffer with the gradient, later ones compute ``buf = momentum * buf + g``;
+    the step is ``lr * buf`` (or ``lr * (g + momentum * buf)`` with Nesterov).
+    :class:`~sklearn.neural_network.MLPClassifier` instead folds the learning
+    rate into its velocity, which drifts when the learning rate changes.
+
+    Parameters
+    ----------
+    momentum : float, default=0.9
+        Momentum factor, in [0, 1). 0 gives plain SGD.
+    nesterov : bool, default=True
+        Whether to use Nesterov momentum (needs ``momentum > 0``).
+
+    Examples
+    --------
+    >>> from sklearn_bp import BackpropRegressor
+    >>> from sklearn_bp.optimizers import SGD
+    >>> reg = BackpropRegressor(optimizer=SGD(momentum=0.5, nesterov=False))
+    >>> reg.get_params()["optimizer__momentum"]
+    0.5
+    """
+
+    _parameter_constraints = {
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterov": ["boolean"],
+    }
+
+    def __init__(self, *, momentum=0.9, nesterov=True):
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def _validate_params(self):
+        super()._validate_params()
+        if self.nesterov and self.momentum <= 0:
+            raise ValueError(
+                "SGD(nesterov=True) needs momentum > 0; got momentum="
+                f"{self.momentum!r}. Use nesterov=False for plain SGD."
+            )
+
+    def init_state(self, params):
+        return {"momentum_buffer": None}
+
+    def step(self, params, grads, state, lr):
+        lr = float(lr)
+        momentum = float(self.momentum)
+        if momentum == 0:
+            for p, g in zip(params, grads):
+                g *= lr
+                p -= g
+            return
+        bufs = state["momentum_buffer"]
+        if bufs is None:
+            bufs = state["momentum_buffer"] = [g.copy() for g in grads]
+        else:
+            for b, g in zip(bufs, grads):
+                b *= momentum
+                b += g
+        for p, g, b in zip(params, grads, bufs):
+            if self.nesterov:
+                # g + momentum * buf, computed in the gradient's own buffer
+                g += momentum * b
+                g *= lr
+                p -= g
+            else:
+                p -= lr * b
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015).
+
+    The update equals ``torch.optim.Adam(lr, betas=(beta_1, beta_2),
+    eps=epsilon, weight_decay=0, amsgrad=False)``::
+
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g**2
+        p -= lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
+
+    :class:`~sklearn.neural_network.MLPClassifier` adds ``epsilon`` to
+    ``sqrt(v)`` before the bias correction instead, which makes it a little
+    larger; with the default ``epsilon`` the two differ only while ``v`` is tiny.
+
+    Parameters
+    ----------
+    beta_1 : float, default=0.9
+        Decay of the first-moment estimate, in [0, 1).
+    beta_2 : float, default=0.999
+        Decay of the second-moment estimate, in [0, 1).
+    epsilon : float, default=1e-8
+        Added to the denominator for numerical stability.
+
+    References
+    ----------
+    .. [1] Kingma, D. P. and Ba, J. "Adam: A method for stochastic optimization."
+       ICLR 2015. https://arxiv.org/abs/1412.6980
+
+    Examples
+    --------
+    >>> from sklearn_bp.optimizers import Adam
+    >>> Adam(beta_1=0.8)
+    Adam(beta_1=0.8)
+    """
+
+    _parameter_constraints = {
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, *, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+
+    def init_state(self, params):
+        return {
+            "step": 0,
+            "exp_avg": _zeros_like(params),
+            "exp_avg_sq": _zeros_like(params),
+        }
+
+    def step(self, params, grads, state, lr):
+        beta_1, beta_2 = float(self.beta_1), float(self.beta_2)
+        eps = float(self.epsilon)
+        state["step"] += 1
+        t = state["step"]
+        step_size = float(lr) / (1.0 - beta_1**t)
+        bias_correction2_sqrt = (1.0 - beta_2**t) ** 0.5
+        for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+            m *= beta_1
+            m += (1.0 - beta_1) * g
+            v *= beta_2
+            g *= g
+            g *= 1.0 - beta_2
+            v += g
+            # The gradient buffer is free now: reuse it for the denominator.
+            denom = np.sqrt(v, out=g)
+            denom /= bias_correction2_sqrt
+            denom += eps
+            np.divide(m, denom, out=denom)
+            denom *= step_size
+            p -= denom
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), optionally centered and with momentum.
+
+    The update equals ``torch.optim.RMSprop(lr, alpha=rho, eps=epsilon,
+    momentum=momentum, centered=centered, weight_decay=0)``::
+
+        v = rho * v + (1 - rho) * g**2
+        avg = sqrt(v - gbar**2) + epsilon   (centered; gbar = rho*gbar + (1-rho)*g)
+        avg = sqrt(v) + epsilon             (otherwise)
+        buf = momentum * buf + g / avg;  p -= lr * buf   (momentum > 0)
+        p -= lr * g / avg                                (momentum == 0)
+
+    Parameters
+    ----------
+    rho : float, default=0.9
+        Decay of the squared-gradient average (``alpha`` in PyTorch), in [0, 1).
+    epsilon : float, default=1e-8
+        Added to the denominator for numerical stability.
+    momentum : float, default=0.0
+        Momentum factor, in [0, 1).
+    centered : bool, default=False
+        Normalise by an estimate of the gradient's variance instead of its
+        second moment.
+
+    Examples
+    --------
+    >>> from sklearn_bp.optimizers import RMSprop
+    >>> RMSprop(rho=0.95, centered=True)
+    RMSprop(centered=True, rho=0.95)
+    """
+
+    _parameter_constraints = {
+        "rho": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "centered": ["boolean"],
+    }
+
+    def __init__(self, *, rho=0.9, epsilon=1e-8, momentum=0.0, centered=False):
+        self.rho = rho
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.centered = centered
+
+    def init_state(self, params):
+        state = {"step": 0, "square_avg": _zeros_like(params)}
+        if self.centered:
+            state["grad_avg"] = _zeros_like(params)
+        if self.momentum > 0:
+            state["momentum_buffer"] = _zeros_like(params)
+        return state
+
+    def step(self, params, grads, state, lr):
+        rho, eps = float(self.rho), float(self.epsilon)
+        momentum, lr = float(self.momentum), float(lr)
+        state["step"] += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            v = state["square_avg"][i]
+            v *= rho
+            v += (1.0 - rho) * g * g
+            if self.centered:
+                gbar = state["grad_avg"][i]
+                gbar *= rho
+                gbar += (1.0 - rho) * g
+                avg = v - gbar * gbar
+                np.sqrt(avg, out=avg)
+            else:
+                avg = np.sqrt(v)
+            avg += eps
+            np.divide(g, avg, out=avg)
+            if momentum > 0:
+                buf = state["momentum_buffer"][i]
+                buf *= momentum
+                buf += avg
+                p -= lr * buf
+            else:
+                avg *= lr
+                p -= avg
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get_optimizer(optimizer):
+    """Return a private optimizer instance from a name or an instance.
+
+    Parameters
+    ----------
+    optimizer : str or Optimizer
+        ``"sgd"``, ``"adam"``, ``"rmsprop"`` or an :class:`Optimizer`.
+
+    Returns
+    -------
+    optimizer : Optimizer
+        A new instance: a copy when an instance was given.
+
+    Examples
+    --------
+    >>> from sklearn_bp.optimizers import get_optimizer
+    >>> get_optimizer("sgd")
+    SGD()
+    """
+    return resolve(
+        optimizer, registry=OPTIMIZERS, base=Optimizer, param_name="optimizer"
+    )
