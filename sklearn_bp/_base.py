@@ -335,6 +335,17 @@ class BaseBackprop(
         except DivergenceError:
             self._sync_monitor_attributes(early_stopping)
             raise
+        except KeyboardInterrupt:
+            # Each step is applied whole or not at all, so the model is usable;
+            # say so and let the interrupt reach the caller (it is not ours to
+            # swallow).
+            self._sync_monitor_attributes(early_stopping)
+            warnings.warn(
+                f"Training interrupted by the user after {self.n_iter_} epochs; "
+                "the estimator keeps the parameters reached so far.",
+                UserWarning,
+            )
+            raise
         if early_stopping and self.n_iter_ > 0:
             # restore the best parameters in place: coefs_ stay the live arrays
             for saved, p in zip(best_params, trainer.params):
