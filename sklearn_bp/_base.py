@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _network
+from ._callbacks import CallbackSupportMixin, fitted_state, root_context
 from ._training import LOWER_LR, STOP, DivergenceError, Monitor, Trainer
 from .activations import ACTIVATIONS, Activation, get_activation
 from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
@@ -32,8 +33,16 @@ from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 _COMPONENT_PARAMS = ("activation", "loss", "optimizer")
 
 
+def _take_rows(y, rows):
+    return y[rows] if hasattr(y, "shape") else np.asarray(y)[rows]
+
+
 class BaseBackprop(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
+    CallbackSupportMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
+    metaclass=ABCMeta,
 ):
     """Base class of the backpropagation estimators. Not for direct use.
 
@@ -170,7 +179,7 @@ class BaseBackprop(
             self._check_architecture(layer_units)
         if not incremental or not hasattr(self, "_optimizer_state"):
             self._reset_training_state()
-        self._train(X, Y, sample_weight, stratify, incremental)
+        self._train(X, Y, sample_weight, stratify, incremental, y)
         return self
 
     def _validate_input(self, X, y, sample_weight, first_call):
@@ -262,16 +271,57 @@ class BaseBackprop(
             )
         return min(self.batch_size, n_samples)
 
-    def _train(self, X, Y, sample_weight, stratify, incremental):
+    def _train(self, X, Y, sample_weight, stratify, incremental, y):
         early_stopping = self.early_stopping and not incremental
-        X_val = Y_val = sw_val = None
+        validation = None
         if early_stopping:
-            X, X_val, Y, Y_val, sample_weight, sw_val = self._split_validation(
-                X, Y, sample_weight, stratify
+            X, Y, sample_weight, y, validation = self._split_validation(
+                X, Y, sample_weight, y, stratify
             )
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+        else:
+            self.validation_scores_ = self.validation_loss_curve_ = None
+        trainer = self._make_trainer(X.shape[0])
+        best_params = [p.copy() for p in trainer.params] if early_stopping else None
+        n_epochs = 1 if incremental else self.max_iter
+        ctx = root_context(self, max_subtasks=n_epochs)
+        ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+        try:
+            converged = self._run_epochs(
+                trainer, X, Y, sample_weight, y, validation, best_params, ctx,
+                n_epochs=n_epochs, incremental=incremental,
+            )
+        except (DivergenceError, KeyboardInterrupt) as exc:
+            self._sync_monitor_attributes(early_stopping)
+            if isinstance(exc, KeyboardInterrupt):
+                # The parameters stay finite and usable; say so and let the
+                # interrupt reach the caller: it is not ours to swallow.
+                warnings.warn(
+                    f"Training interrupted by the user after {self.n_iter_} "
+                    "epochs; the estimator keeps the parameters reached so far.",
+                    UserWarning,
+                )
+            raise
+        if not converged and not incremental:
+            warnings.warn(
+                f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        if early_stopping and self.n_iter_ > 0:
+            # Restore the best parameters in place: coefs_ stay the live arrays.
+            for saved, p in zip(best_params, trainer.params):
+                np.copyto(p, saved)
+        self._sync_monitor_attributes(early_stopping)
+        ctx.call_on_fit_task_end(
+            estimator=self, X=X, y=y, reconstruction_attributes=fitted_state(self)
+        )
+
+    def _make_trainer(self, n_samples):
         if self._optimizer_kind is not type(self._optimizer):
-            # a different optimizer type cannot use the old buffers
-            self._optimizer_state = self._optimizer.init_state(self.coefs_ + self.intercepts_)
+            # A different kind of optimizer cannot use the old buffers.
+            params = self.coefs_ + self.intercepts_
+            self._optimizer_state = self._optimizer.init_state(params)
             self._optimizer_kind = type(self._optimizer)
         trainer = Trainer(
             self.coefs_,
@@ -281,76 +331,63 @@ class BaseBackprop(
             optimizer=self._optimizer,
             optimizer_state=self._optimizer_state,
             alpha=self.alpha,
-            batch_size=self._batch_size(X.shape[0]),
+            batch_size=self._batch_size(n_samples),
             shuffle=self.shuffle,
             rng=self._rng,
             workspace=getattr(self, "_workspace", None),
         )
         self._workspace = trainer.workspace
+        return trainer
+
+    def _run_epochs(self, trainer, X, Y, sample_weight, y, validation, best_params,
+                    ctx, *, n_epochs, incremental):
+        """Run up to ``n_epochs`` epochs; return whether training stopped by itself."""
         monitor = self._monitor
-        if early_stopping:
-            self.validation_scores_ = []
-            self.validation_loss_curve_ = []
-            best_params = [p.copy() for p in trainer.params]
-        else:
-            self.validation_scores_ = None
-            self.validation_loss_curve_ = None
-        n_epochs = 1 if incremental else self.max_iter
-        try:
-            for _ in range(n_epochs):
-                start = time.perf_counter()
-                epoch = self.n_iter_ + 1
-                lr = monitor.learning_rate
-                epoch_loss, n_seen = trainer.run_epoch(X, Y, sample_weight, lr, epoch)
-                if epoch_loss is None:
-                    break  # every batch had zero weight: nothing changed
-                self.n_iter_ += 1
-                self.t_ += n_seen
-                self.loss_ = epoch_loss
-                self.loss_curve_.append(epoch_loss)
-                val_score = None
-                if early_stopping:
-                    val_score = self._validation_score(X_val, Y_val, sw_val)
-                    self.validation_scores_.append(val_score)
-                    raw_val = self._forward(X_val)
-                    self.validation_loss_curve_.append(self._loss.loss(Y_val, raw_val, sw_val))
-                decision, improved = monitor.update(epoch_loss, val_score, self.t_)
-                if improved:
-                    for saved, p in zip(best_params, trainer.params):
-                        np.copyto(saved, p)
-                self._report_epoch(epoch, lr, time.perf_counter() - start)
-                if decision == LOWER_LR and self.verbose:
-                    print(f"Learning rate lowered to {monitor.learning_rate:.3g}.")
-                if decision == STOP and not incremental:
-                    if self.verbose:
-                        print(self._stop_message())
-                    break
-            else:
-                if not incremental and n_epochs == self.max_iter:
-                    warnings.warn(
-                        f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
-                        "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                    )
-        except DivergenceError:
-            self._sync_monitor_attributes(early_stopping)
-            raise
-        except KeyboardInterrupt:
-            # Each step is applied whole or not at all, so the model is usable;
-            # say so and let the interrupt reach the caller (it is not ours to
-            # swallow).
-            self._sync_monitor_attributes(early_stopping)
-            warnings.warn(
-                f"Training interrupted by the user after {self.n_iter_} epochs; "
-                "the estimator keeps the parameters reached so far.",
-                UserWarning,
+        for _ in range(n_epochs):
+            start = time.perf_counter()
+            epoch_ctx = ctx.subcontext(task_name="epoch")
+            epoch_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+            lr = monitor.learning_rate
+            epoch_loss, n_seen = trainer.run_epoch(
+                X, Y, sample_weight, lr, self.n_iter_ + 1
             )
-            raise
-        if early_stopping and self.n_iter_ > 0:
-            # restore the best parameters in place: coefs_ stay the live arrays
-            for saved, p in zip(best_params, trainer.params):
-                np.copyto(p, saved)
-        self._sync_monitor_attributes(early_stopping)
+            if epoch_loss is None:
+                epoch_ctx.call_on_fit_task_end(estimator=self)
+                return True  # every batch had zero weight: nothing to learn
+            self.n_iter_ += 1
+            self.t_ += n_seen
+            self.loss_ = epoch_loss
+            self.loss_curve_.append(epoch_loss)
+            val_score = self._record_validation(validation)
+            decision, improved = monitor.update(epoch_loss, val_score, self.t_)
+            if improved:
+                for saved, p in zip(best_params, trainer.params):
+                    np.copyto(saved, p)
+            self._report_epoch(self.n_iter_, lr, time.perf_counter() - start)
+            stop_requested = epoch_ctx.call_on_fit_task_end(
+                estimator=self, X=X, y=y,
+                reconstruction_attributes=fitted_state(self),
+            )
+            if decision == LOWER_LR and self.verbose:
+                print(f"Learning rate lowered to {monitor.learning_rate:.3g}.")
+            if decision == STOP and not incremental:
+                if self.verbose:
+                    print(self._stop_message())
+                return True
+            if stop_requested:
+                return True
+        return False
+
+    def _record_validation(self, validation):
+        """Score and loss on the held-out set (early stopping); its score."""
+        if validation is None:
+            return None
+        X_val, Y_val, sw_val = validation
+        score = self._validation_score(X_val, Y_val, sw_val)
+        self.validation_scores_.append(score)
+        raw = self._forward(X_val)
+        self.validation_loss_curve_.append(self._loss.loss(Y_val, raw, sw_val))
+        return score
 
     def _sync_monitor_attributes(self, early_stopping):
         monitor = self._monitor
@@ -363,23 +400,26 @@ class BaseBackprop(
         if not hasattr(self, "loss_"):
             self.loss_ = None
 
-    def _split_validation(self, X, Y, sample_weight, stratify):
+    def _split_validation(self, X, Y, sample_weight, y, stratify):
+        """Hold out ``validation_fraction`` of the rows (stratified if asked)."""
         n_samples = X.shape[0]
-        split = train_test_split(
-            np.arange(n_samples),
-            random_state=self._rng,
-            test_size=self.validation_fraction,
-            stratify=stratify,
-        )
-        if len(split[1]) < 2 or len(split[0]) < 1:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} of {n_samples} "
-                "samples leaves too few samples for training or validation; "
-                "use more data, a larger validation_fraction or early_stopping=False."
+        try:
+            train, val = train_test_split(
+                np.arange(n_samples),
+                random_state=self._rng,
+                test_size=self.validation_fraction,
+                stratify=stratify,
             )
-        train, val = split
-        sw = (None, None) if sample_weight is None else (sample_weight[train], sample_weight[val])
-        return X[train], X[val], Y[train], Y[val], sw[0], sw[1]
+        except ValueError as exc:
+            raise ValueError(
+                f"early_stopping=True cannot hold out validation_fraction="
+                f"{self.validation_fraction} of {n_samples} samples: {exc} Use more "
+                "data, another validation_fraction or early_stopping=False."
+            ) from exc
+        sw_train = None if sample_weight is None else sample_weight[train]
+        sw_val = None if sample_weight is None else sample_weight[val]
+        validation = (X[val], Y[val], sw_val)
+        return X[train], Y[train], sw_train, _take_rows(y, train), validation
 
     def _report_epoch(self, epoch, lr, seconds):
         if not self.verbose:
