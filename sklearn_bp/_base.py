@@ -285,10 +285,16 @@ class BaseBackprop(
         best_params = [p.copy() for p in trainer.params] if early_stopping else None
         n_epochs = 1 if incremental else self.max_iter
         ctx = root_context(self, max_subtasks=n_epochs)
-        ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+        # What callbacks see of the data: scorers receive the weights too.
+        data = dict(
+            X=X,
+            y=y,
+            metadata=None if sample_weight is None else {"sample_weight": sample_weight},
+        )
+        ctx.call_on_fit_task_begin(estimator=self, **data)
         try:
             converged = self._run_epochs(
-                trainer, X, Y, sample_weight, y, validation, best_params, ctx,
+                trainer, X, Y, sample_weight, validation, best_params, ctx, data,
                 n_epochs=n_epochs, incremental=incremental,
             )
         except (DivergenceError, KeyboardInterrupt) as exc:
@@ -314,7 +320,7 @@ class BaseBackprop(
                 np.copyto(p, saved)
         self._sync_monitor_attributes(early_stopping)
         ctx.call_on_fit_task_end(
-            estimator=self, X=X, y=y, reconstruction_attributes=fitted_state(self)
+            estimator=self, reconstruction_attributes=fitted_state(self), **data
         )
 
     def _make_trainer(self, n_samples):
@@ -339,14 +345,14 @@ class BaseBackprop(
         self._workspace = trainer.workspace
         return trainer
 
-    def _run_epochs(self, trainer, X, Y, sample_weight, y, validation, best_params,
-                    ctx, *, n_epochs, incremental):
+    def _run_epochs(self, trainer, X, Y, sample_weight, validation, best_params,
+                    ctx, data, *, n_epochs, incremental):
         """Run up to ``n_epochs`` epochs; return whether training stopped by itself."""
         monitor = self._monitor
         for _ in range(n_epochs):
             start = time.perf_counter()
             epoch_ctx = ctx.subcontext(task_name="epoch")
-            epoch_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+            epoch_ctx.call_on_fit_task_begin(estimator=self, **data)
             lr = monitor.learning_rate
             epoch_loss, n_seen = trainer.run_epoch(
                 X, Y, sample_weight, lr, self.n_iter_ + 1
@@ -365,8 +371,7 @@ class BaseBackprop(
                     np.copyto(saved, p)
             self._report_epoch(self.n_iter_, lr, time.perf_counter() - start)
             stop_requested = epoch_ctx.call_on_fit_task_end(
-                estimator=self, X=X, y=y,
-                reconstruction_attributes=fitted_state(self),
+                estimator=self, reconstruction_attributes=fitted_state(self), **data
             )
             if decision == LOWER_LR and self.verbose:
                 print(f"Learning rate lowered to {monitor.learning_rate:.3g}.")
