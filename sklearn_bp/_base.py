@@ -457,7 +457,7 @@ class BaseBackprop(
         )
 
     def transform(self, X):
-        """Activations of the last hidden layer: learned features of ``X``.
+        """Return the last hidden layer's activations, learned features of ``X``.
 
         Lets a fitted network feed another estimator, e.g. in a
         :class:`~sklearn.pipeline.Pipeline` or a

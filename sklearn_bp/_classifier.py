@@ -115,7 +115,8 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     See Also
     --------
     BackpropRegressor : The regression counterpart.
-    sklearn.neural_network.MLPClassifier : scikit-learn's fixed-function MLP.
+    sklearn.neural_network.MLPClassifier : The multi-layer perceptron of
+        scikit-learn, with fixed activations, losses and optimizers.
 
     Examples
     --------

@@ -105,7 +105,8 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
     See Also
     --------
     BackpropClassifier : The classification counterpart.
-    sklearn.neural_network.MLPRegressor : scikit-learn's fixed-function MLP.
+    sklearn.neural_network.MLPRegressor : The multi-layer perceptron of
+        scikit-learn, with fixed activations, losses and optimizers.
 
     Examples
     --------

@@ -110,6 +110,10 @@ class Activation(Spec):
 class Identity(Activation):
     """Identity activation, ``f(z) = z``.
 
+    See Also
+    --------
+    ReLU : Rectified linear unit, the default hidden activation.
+
     Examples
     --------
     >>> import numpy as np
@@ -139,6 +143,11 @@ class Logistic(Activation):
     Computed with :func:`scipy.special.expit`, which stays finite and accurate
     for any input.
 
+    See Also
+    --------
+    Tanh : A zero-centred sigmoid, ``tanh(z) = 2 * logistic(2 * z) - 1``.
+    Softplus : The activation whose derivative is the logistic function.
+
     Examples
     --------
     >>> import numpy as np
@@ -167,6 +176,10 @@ class Logistic(Activation):
 class Tanh(Activation):
     """Hyperbolic tangent, ``f(z) = tanh(z)``.
 
+    See Also
+    --------
+    Logistic : The logistic sigmoid, with outputs in (0, 1).
+
     Examples
     --------
     >>> import numpy as np
@@ -193,6 +206,12 @@ class ReLU(Activation):
     """Rectified linear unit, ``f(z) = max(z, 0)``.
 
     The derivative at 0 is taken as 0, as in PyTorch and scikit-learn.
+
+    See Also
+    --------
+    LeakyReLU : A small non-zero slope for negative inputs.
+    ELU : A smooth, saturating negative part.
+    Softplus : A smooth approximation of the ReLU.
 
     Examples
     --------
@@ -225,6 +244,11 @@ class LeakyReLU(Activation):
     ----------
     negative_slope : float, default=0.01
         Slope for negative inputs (PyTorch's ``torch.nn.LeakyReLU`` default).
+
+    See Also
+    --------
+    ReLU : The case ``negative_slope=0``.
+    ELU : A smooth, saturating negative part.
 
     Examples
     --------
@@ -261,6 +285,11 @@ class ELU(Activation):
     alpha : float, default=1.0
         Scale of the negative part (PyTorch's ``torch.nn.ELU`` default).
 
+    See Also
+    --------
+    LeakyReLU : A linear negative part.
+    ReLU : A zero negative part.
+
     Examples
     --------
     >>> import numpy as np
@@ -287,6 +316,11 @@ class Softplus(Activation):
 
     Equals ``torch.nn.Softplus`` with ``beta=1``; the derivative is the logistic
     function. Computed with :func:`numpy.logaddexp`, finite for any input.
+
+    See Also
+    --------
+    ReLU : The limit of softplus far from 0.
+    Logistic : The derivative of softplus.
 
     Examples
     --------
@@ -330,6 +364,10 @@ def get_activation(activation):
     -------
     activation : Activation
         A new instance: a copy when an instance was given.
+
+    See Also
+    --------
+    Activation : Base class of activations, to write your own.
 
     Examples
     --------

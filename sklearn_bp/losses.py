@@ -183,6 +183,11 @@ class LogLoss(Loss):
     the per-sample value sums the labels' binary cross-entropies, as
     :class:`~sklearn.neural_network.MLPClassifier` does.
 
+    See Also
+    --------
+    sklearn.metrics.log_loss : The same value for binary and multiclass
+        targets, computed from the predicted probabilities.
+
     Examples
     --------
     >>> import numpy as np
@@ -252,6 +257,11 @@ class SquaredError(Loss):
     gradient here is the true gradient of that value, also with several outputs
     (MLP's multi-output gradient is ``n_outputs`` times too large).
 
+    See Also
+    --------
+    Huber : Quadratic near the target only, less sensitive to outliers.
+    sklearn.metrics.mean_squared_error : Twice this value.
+
     Examples
     --------
     >>> import numpy as np
@@ -285,6 +295,11 @@ class AbsoluteError(Loss):
 
     The subgradient is ``sign(raw - y)``, 0 where ``raw == y``.
 
+    See Also
+    --------
+    Huber : Linear far from the target, quadratic (smooth) near it.
+    sklearn.metrics.mean_absolute_error : The same value.
+
     Examples
     --------
     >>> import numpy as np
@@ -314,6 +329,11 @@ class Huber(Loss):
     ----------
     delta : float, default=1.0
         Threshold between the quadratic and linear parts.
+
+    See Also
+    --------
+    SquaredError : The quadratic part everywhere.
+    AbsoluteError : The linear part everywhere.
 
     Examples
     --------
@@ -350,6 +370,11 @@ class Poisson(Loss):
     Equals ``torch.nn.functional.poisson_nll_loss(raw, y, log_input=True,
     full=False)``. The target must be non-negative; predictions are
     ``exp(raw)``.
+
+    See Also
+    --------
+    sklearn.metrics.mean_poisson_deviance : Twice this loss plus a term that
+        does not depend on the predictions.
 
     Examples
     --------
@@ -408,6 +433,10 @@ def get_loss(loss, *, allowed=None):
     -------
     loss : Loss
         A new instance: a copy when an instance was given.
+
+    See Also
+    --------
+    Loss : Base class of losses, to write your own.
 
     Examples
     --------

@@ -102,6 +102,11 @@ class SGD(Optimizer):
     nesterov : bool, default=True
         Whether to use Nesterov momentum (needs ``momentum > 0``).
 
+    See Also
+    --------
+    Adam : Per-parameter step sizes from moment estimates.
+    RMSprop : Per-parameter step sizes from a squared-gradient average.
+
     Examples
     --------
     >>> from sklearn_bp import BackpropRegressor
@@ -178,6 +183,12 @@ class Adam(Optimizer):
         Decay of the second-moment estimate, in [0, 1).
     epsilon : float, default=1e-8
         Added to the denominator for numerical stability.
+
+    See Also
+    --------
+    RMSprop : The same denominator without the first moment and bias
+        correction.
+    SGD : Stochastic gradient descent with momentum.
 
     References
     ----------
@@ -256,6 +267,11 @@ class RMSprop(Optimizer):
         Normalise by an estimate of the gradient's variance instead of its
         second moment.
 
+    See Also
+    --------
+    Adam : Adds a bias-corrected moving average of the gradient.
+    SGD : Stochastic gradient descent with momentum.
+
     Examples
     --------
     >>> from sklearn_bp.optimizers import RMSprop
@@ -327,6 +343,10 @@ def get_optimizer(optimizer):
     -------
     optimizer : Optimizer
         A new instance: a copy when an instance was given.
+
+    See Also
+    --------
+    Optimizer : Base class of optimizers, to write your own.
 
     Examples
     --------
