@@ -193,7 +193,9 @@ class Monitor:
         train_loss : float
             The epoch's mean training loss.
         validation_score : float or None
-            Held-out score when early stopping is on.
+            Held-out score when early stopping is on; ``None`` for an epoch
+            without held-out data (``partial_fit`` never holds data out, even
+            with ``early_stopping=True``), which is judged on ``train_loss``.
         t : int
             Training samples seen so far (for the ``"invscaling"`` schedule).
 
@@ -205,7 +207,7 @@ class Monitor:
             copy of the parameters then).
         """
         improved = False
-        if self.early_stopping:
+        if self.early_stopping and validation_score is not None:
             if validation_score < self.best_validation_score + self.tol:
                 self.no_improvement_count += 1
             else:
