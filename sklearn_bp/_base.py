@@ -160,7 +160,9 @@ class BaseBackprop(
 
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
         first_call = not hasattr(self, "coefs_") or not (self.warm_start or incremental)
-        X, y, sample_weight = self._validate_input(X, y, sample_weight, first_call)
+        X, y, sample_weight = self._validate_input(
+            X, y, sample_weight, first_call, incremental
+        )
         Y, stratify = self._encode_target(
             y, reset=first_call, classes=classes, dtype=X.dtype
         )
@@ -182,7 +184,7 @@ class BaseBackprop(
         self._train(X, Y, sample_weight, stratify, incremental, y)
         return self
 
-    def _validate_input(self, X, y, sample_weight, first_call):
+    def _validate_input(self, X, y, sample_weight, first_call, incremental):
         dtype = (np.float64, np.float32) if first_call else self.coefs_[0].dtype
         X, y = validate_data(
             self,
@@ -195,8 +197,14 @@ class BaseBackprop(
             reset=first_call,
         )
         if sample_weight is not None:
+            # A partial_fit call whose weights are all zero is allowed (it
+            # changes nothing); fit raises scikit-learn's own error.
             sample_weight = _check_sample_weight(
-                sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+                sample_weight,
+                X,
+                dtype=X.dtype,
+                ensure_non_negative=True,
+                allow_all_zero_weights=incremental,
             )
         self._activation = get_activation(self.activation)
         self._optimizer = get_optimizer(self.optimizer)
