@@ -308,7 +308,10 @@ class ELU(Activation):
         return np.where(Z > 0, Z, float(self.alpha) * np.expm1(np.minimum(Z, 0)))
 
     def derivative(self, Z, A):
-        return np.where(Z > 0, 1.0, A + float(self.alpha)).astype(Z.dtype)
+        # alpha * exp(z) rather than A + alpha: the sum cancels for z << 0
+        # (A rounds to -alpha) and would give 0 instead of a tiny slope.
+        alpha = float(self.alpha)
+        return np.where(Z > 0, 1.0, alpha * np.exp(np.minimum(Z, 0))).astype(Z.dtype)
 
 
 class Softplus(Activation):

@@ -13,7 +13,7 @@ identity) simply has the short form ``link(raw) - y`` inside its own
 from numbers import Real
 
 import numpy as np
-from scipy.special import expit, log_expit, log_softmax, logsumexp, softmax
+from scipy.special import expit, log_expit, softmax
 from sklearn.utils._param_validation import Interval
 
 from ._spec import Spec, resolve
@@ -34,7 +34,10 @@ def _weighted_mean(values, sample_weight):
     """Mean of per-sample ``values``, weighted by ``sample_weight`` if given."""
     if sample_weight is None:
         return float(np.mean(values))
-    return float(np.dot(sample_weight, values) / np.sum(sample_weight))
+    # Normalise the weights before the dot product: sum(w * v) overflows for
+    # huge weights, and loses every digit for subnormal ones, when the mean
+    # itself is an ordinary number.
+    return float(np.dot(sample_weight / np.sum(sample_weight), values))
 
 
 class Loss(Spec):
@@ -166,11 +169,64 @@ class Loss(Spec):
         return value
 
 
+def _row_dot(y, v):
+    """Row-wise ``sum_j y_ij * v_ij``; a zero ``y_ij`` adds 0 even to a -inf."""
+    out = np.einsum("ij,ij->i", y, v)
+    if np.isnan(out).any():
+        # 0 * -inf: a log-probability that underflowed for a class of zero
+        # target weight (raw outputs ~1e308 apart). It contributes nothing.
+        out = np.einsum("ij,ij->i", y, np.where(y == 0, 0, v))
+    return out
+
+
+def _softmax_shift(raw, out):
+    """Write ``raw - rowmax`` into ``out`` (may alias ``raw``); return the argmax.
+
+    Returns ``(rows, top)``, the index arrays of each row's largest entry.
+    """
+    rows = np.arange(raw.shape[0])
+    top = np.argmax(raw, axis=1)
+    row_max = raw[rows, top][:, None]  # a copy: safe when out aliases raw
+    with np.errstate(over="ignore"):  # -inf for entries ~1e308 below the max
+        np.subtract(raw, row_max, out=out)
+    return rows, top
+
+
+def _log_softmax(raw):
+    """Row-wise log-softmax, accurate also where the top probability is ~1.
+
+    ``log sum exp(raw - max) = log1p(sum of the other terms)``: the top entry's
+    own term is exactly 1, and ``log(1 + small)`` would round ``small`` away
+    (scipy's ``log_softmax`` does), so the top class's log-probability and
+    cross-entropy would lose their digits.
+    """
+    out = np.empty_like(raw)
+    rows, top = _softmax_shift(raw, out)
+    rest = np.exp(out)
+    rest[rows, top] = 0.0
+    out -= np.log1p(rest.sum(axis=1, keepdims=True))
+    return out
+
+
+def _binary_cross_entropy(y, raw):
+    """``-y log s(r) - (1 - y) log(1 - s(r))`` summed over the columns, per row.
+
+    Written as ``(1 - y) softplus(r) + y softplus(-r)``: two non-negative terms,
+    so no cancellation (``softplus(r) - y r`` loses every digit of a small loss
+    when ``r`` is large and ``y = 1``), and finite for any finite ``r``.
+    """
+    return np.einsum("ij,ij->i", 1 - y, np.logaddexp(0, raw)) + np.einsum(
+        "ij,ij->i", y, np.logaddexp(0, -raw)
+    )
+
+
 def _scale_delta(out, sample_weight, weight_sum):
     if sample_weight is None:
         out *= 1.0 / out.shape[0]
     else:
-        out *= (sample_weight * (1.0 / weight_sum))[:, None]
+        # w / sum(w), not w * (1 / sum(w)): the reciprocal of a subnormal sum
+        # of weights is inf.
+        out *= (sample_weight / weight_sum)[:, None]
 
 
 class LogLoss(Loss):
@@ -215,14 +271,13 @@ class LogLoss(Loss):
 
     def log_link(self, raw):
         if self._use_softmax(raw):
-            return log_softmax(raw, axis=1)
+            return _log_softmax(raw)
         return log_expit(raw)
 
     def _per_sample(self, y, raw):
         if self._use_softmax(raw):
-            return logsumexp(raw, axis=1) - np.sum(y * raw, axis=1)
-        # -y log s(r) - (1 - y) log(1 - s(r)) == log(1 + exp(r)) - y r
-        return np.sum(np.logaddexp(0, raw) - y * raw, axis=1)
+            return -_row_dot(y, _log_softmax(raw))
+        return _binary_cross_entropy(y, raw)
 
     def loss(self, y, raw, sample_weight=None):
         return _weighted_mean(self._per_sample(y, raw), sample_weight)
@@ -234,16 +289,19 @@ class LogLoss(Loss):
 
     def _loss_and_delta(self, y, raw, sample_weight, weight_sum, out):
         # ``out`` may alias ``raw``: read everything needed from raw first.
-        y_dot_raw = np.einsum("ij,ij->i", y, raw)
         if self._use_softmax(raw):
-            row_max = raw.max(axis=1, keepdims=True)
-            np.subtract(raw, row_max, out=out)
+            # Same formulation as _log_softmax, in the delta buffer:
+            # loss = log1p(rest) - y . (raw - max), both terms non-negative.
+            rows, top = _softmax_shift(raw, out)
+            y_dot_shifted = _row_dot(y, out)
             np.exp(out, out=out)
-            row_sum = out.sum(axis=1, keepdims=True)
-            per_sample = (row_max + np.log(row_sum)).ravel() - y_dot_raw
-            out /= row_sum
+            out[rows, top] = 0.0
+            rest = out.sum(axis=1, keepdims=True)
+            per_sample = np.log1p(rest).ravel() - y_dot_shifted
+            out[rows, top] = 1.0
+            out /= 1.0 + rest
         else:
-            per_sample = np.logaddexp(0, raw).sum(axis=1) - y_dot_raw
+            per_sample = _binary_cross_entropy(y, raw)
             expit(raw, out=out)
         out -= y
         _scale_delta(out, sample_weight, weight_sum)
@@ -354,9 +412,11 @@ class Huber(Loss):
     def loss(self, y, raw, sample_weight=None):
         delta = float(self.delta)
         abs_r = np.abs(raw - y)
-        values = np.where(
-            abs_r <= delta, 0.5 * abs_r * abs_r, delta * (abs_r - 0.5 * delta)
-        )
+        # q (|r| - q / 2) with q = min(|r|, delta) is both branches at once, and
+        # never squares a residual beyond delta (which would overflow for
+        # |r| > 1e154 although the loss is finite).
+        q = np.minimum(abs_r, delta)
+        values = q * (abs_r - 0.5 * q)
         return _weighted_mean(np.mean(values, axis=1), sample_weight)
 
     def gradient(self, y, raw):
