@@ -6,6 +6,7 @@ decisions come from :class:`~sklearn_bp._training.Monitor`. ``fit`` and
 ``partial_fit`` share this one path (``partial_fit`` is one epoch of it).
 """
 
+import inspect
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -31,6 +32,12 @@ from .activations import ACTIVATIONS, Activation, get_activation
 from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 
 _COMPONENT_PARAMS = ("activation", "loss", "optimizer")
+
+# scikit-learn < 1.7 neither rejects all-zero weights nor has this switch; our own
+# check in _fit covers those versions.
+_HAS_ZERO_WEIGHT_KW = (
+    "allow_all_zero_weights" in inspect.signature(_check_sample_weight).parameters
+)
 
 
 def _take_rows(y, rows):
@@ -199,12 +206,9 @@ class BaseBackprop(
         if sample_weight is not None:
             # A partial_fit call whose weights are all zero is allowed (it
             # changes nothing); fit raises scikit-learn's own error.
+            zero_ok = {"allow_all_zero_weights": incremental} if _HAS_ZERO_WEIGHT_KW else {}
             sample_weight = _check_sample_weight(
-                sample_weight,
-                X,
-                dtype=X.dtype,
-                ensure_non_negative=True,
-                allow_all_zero_weights=incremental,
+                sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **zero_ok
             )
         self._activation = get_activation(self.activation)
         self._optimizer = get_optimizer(self.optimizer)

@@ -151,11 +151,22 @@ class EpochSnapshots:
         return False
 
 
-sklearn_callback = pytest.importorskip(
-    "sklearn.callback", reason="scikit-learn >= 1.9 provides sklearn.callback"
+def _has_sklearn_callbacks():
+    try:
+        import sklearn.callback  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# The callback API is new in scikit-learn 1.9; on older versions the estimators
+# train without it and only these tests do not apply.
+needs_callbacks = pytest.mark.skipif(
+    not _has_sklearn_callbacks(), reason="sklearn.callback needs scikit-learn >= 1.9"
 )
 
 
+@needs_callbacks
 def test_early_stopping_restores_best_weights(clf_data):
     X, y = clf_data
     snapshots = EpochSnapshots()
@@ -300,7 +311,8 @@ def test_negative_sample_weight_raises(reg_data):
 
 def test_all_zero_weights(reg_data):
     X, y = reg_data
-    with pytest.raises(ValueError, match="at least one non-zero"):
+    # scikit-learn >= 1.7 words it its own way; older versions reach our check
+    with pytest.raises(ValueError, match="at least one non-zero|sum to zero"):
         BackpropRegressor(**FAST, max_iter=1).fit(X, y, sample_weight=np.zeros(len(y)))
     est = BackpropRegressor(**FAST).partial_fit(X, y)
     coefs = [W.copy() for W in est.coefs_]
@@ -399,6 +411,7 @@ def test_verbose_prints_one_line_per_epoch(clf_data, capsys):
     assert re.fullmatch(pattern, lines[0])
 
 
+@needs_callbacks
 def test_callbacks_receive_one_task_per_epoch(clf_data):
     X, y = clf_data
     cb = EpochSnapshots()
@@ -411,6 +424,7 @@ def test_callbacks_receive_one_task_per_epoch(clf_data):
     assert cb.ends == 7  # partial_fit: one fit task with one epoch
 
 
+@needs_callbacks
 def test_callback_can_stop_training(clf_data):
     X, y = clf_data
 
@@ -424,6 +438,7 @@ def test_callback_can_stop_training(clf_data):
     assert est.n_iter_ == 2
 
 
+@needs_callbacks
 def test_scoring_monitor_and_progress_bar_in_a_pipeline(clf_data):
     from sklearn.callback import ProgressBar, ScoringMonitor
 
