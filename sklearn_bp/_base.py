@@ -10,6 +10,7 @@ import inspect
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -42,6 +43,23 @@ _HAS_ZERO_WEIGHT_KW = (
 
 def _take_rows(y, rows):
     return y[rows] if hasattr(y, "shape") else np.asarray(y)[rows]
+
+
+@contextmanager
+def _numbers_too_large_are_value_errors():
+    """Turn numpy's OverflowError on huge Python ints into a ValueError.
+
+    Object arrays may hold ints beyond the float range (``10**400``);
+    converting them raises ``OverflowError``, which is a bad-input error like
+    scikit-learn's "Input X contains infinity" and should read as one.
+    """
+    try:
+        yield
+    except OverflowError as exc:
+        raise ValueError(
+            f"The input contains a number too large for a floating-point array "
+            f"({exc}). Scale the data down, or drop the offending values."
+        ) from exc
 
 
 class BaseBackprop(
@@ -175,6 +193,14 @@ class BaseBackprop(
         )
         self._loss._check_target(Y)
         sample_weight = self._apply_class_weight(sample_weight, y, X.dtype)
+        if sample_weight is not None and not np.isfinite(np.sum(sample_weight)):
+            # Each weight is finite (checked above) but the batches' weighted
+            # means divide by their sum, which must be finite too.
+            raise ValueError(
+                "The sample weights sum to more than the largest "
+                f"{sample_weight.dtype} ({np.finfo(sample_weight.dtype).max:.3g}). "
+                "Scale them down, e.g. divide them by their maximum."
+            )
         if sample_weight is not None and not np.sum(sample_weight) > 0:
             if not incremental:
                 raise ValueError(
@@ -193,23 +219,25 @@ class BaseBackprop(
 
     def _validate_input(self, X, y, sample_weight, first_call, incremental):
         dtype = (np.float64, np.float32) if first_call else self.coefs_[0].dtype
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse="csr",
-            dtype=dtype,
-            multi_output=True,
-            y_numeric=is_regressor(self),
-            reset=first_call,
-        )
+        with _numbers_too_large_are_value_errors():
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse="csr",
+                dtype=dtype,
+                multi_output=True,
+                y_numeric=is_regressor(self),
+                reset=first_call,
+            )
         if sample_weight is not None:
             # A partial_fit call whose weights are all zero is allowed (it
             # changes nothing); fit raises scikit-learn's own error.
             zero_ok = {"allow_all_zero_weights": incremental} if _HAS_ZERO_WEIGHT_KW else {}
-            sample_weight = _check_sample_weight(
-                sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **zero_ok
-            )
+            with _numbers_too_large_are_value_errors():
+                sample_weight = _check_sample_weight(
+                    sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **zero_ok
+                )
         self._activation = get_activation(self.activation)
         self._optimizer = get_optimizer(self.optimizer)
         self._loss = self._resolve_loss()
@@ -464,9 +492,10 @@ class BaseBackprop(
 
     def _validate_for_predict(self, X):
         check_is_fitted(self)
-        return validate_data(
-            self, X, accept_sparse="csr", dtype=self.coefs_[0].dtype, reset=False
-        )
+        with _numbers_too_large_are_value_errors():
+            return validate_data(
+                self, X, accept_sparse="csr", dtype=self.coefs_[0].dtype, reset=False
+            )
 
     def transform(self, X):
         """Return the last hidden layer's activations, learned features of ``X``.

@@ -13,6 +13,30 @@ from ._base import BaseBackprop
 from .losses import LogLoss, Loss, get_loss
 
 
+def _check_classification_targets(y):
+    """scikit-learn's check, with a message that says what is wrong with object labels.
+
+    scikit-learn calls any object array whose first label is not a string
+    "unknown" and suggests a regression target; for labels of mixed types
+    (``[1, "a"]``) or numbers in an object array, say so instead.
+    """
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        if getattr(y, "dtype", None) != object:
+            raise
+        types = sorted({type(v).__name__ for v in np.ravel(y)})
+        if len(types) > 1:
+            problem = f"y mixes labels of several types ({', '.join(types)})"
+        else:
+            problem = f"y is an object array of {types[0]} labels"
+        raise ValueError(
+            f"Unknown label type: {problem}. Labels must all be strings, or all "
+            "numbers in a numeric array: convert them, e.g. with y.astype(str) "
+            "or y.astype(int)."
+        ) from exc
+
+
 class BackpropClassifier(ClassifierMixin, BaseBackprop):
     """Feed-forward neural network classifier trained by backpropagation.
 
@@ -229,7 +253,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         return get_loss(self.loss, allowed=("log_loss",))
 
     def _encode_target(self, y, *, reset, classes, dtype):
-        check_classification_targets(y)
+        _check_classification_targets(y)
         target_type = type_of_target(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)

@@ -244,6 +244,12 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
     -------
     out : ndarray of shape (n_samples, width)
         Same dtype as the parameters.
+
+    Raises
+    ------
+    ValueError
+        If the result is not finite (an overflow in the forward pass): a
+        prediction is never NaN or inf.
     """
     n_layers = len(coefs) if n_layers is None else n_layers
     widths = [W.shape[1] for W in coefs[:n_layers]]
@@ -261,5 +267,14 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
         views = buffers if n == chunk else [b[:n] for b in buffers]
         # Pre-activations are not needed for prediction: compute in place.
         result = forward(coefs, intercepts, X[rows], activation, views, views, n_layers)
+        # Checked per chunk, so the check's mask stays chunk-sized too.
+        if not np.isfinite(result).all():
+            raise ValueError(
+                "The network's output is not finite for some of these inputs: "
+                "the forward pass overflowed (or the parameters are not finite). "
+                "Inputs far larger than the training data, or unscaled inputs, "
+                "are the usual cause; scale them (e.g. with "
+                "sklearn.preprocessing.StandardScaler)."
+            )
         out[rows] = result
     return out

@@ -94,6 +94,11 @@ class Trainer:
         """
         n_samples = X.shape[0]
         order = self.rng.permutation(n_samples) if self.shuffle else None
+        # Batches are weighted by their share of the epoch's total weight, in
+        # (0, 1]: value * batch_weight could overflow with huge sample weights.
+        total_weight = (
+            n_samples if sample_weight is None else float(np.sum(sample_weight))
+        )
         loss_sum = weight_sum = 0.0
         n_seen = 0
         for batch, rows in enumerate(gen_batches(n_samples, self.batch_size), start=1):
@@ -102,8 +107,9 @@ class Trainer:
             if batch_weight <= 0:
                 continue  # nothing to learn from; no step, no loss, t_ unchanged
             value = self.step(Xb, Yb, swb, lr, epoch, batch)
-            loss_sum += value * batch_weight
-            weight_sum += batch_weight
+            share = batch_weight / total_weight
+            loss_sum += value * share
+            weight_sum += share
             n_seen += Xb.shape[0]
         if weight_sum == 0:
             return None, 0
@@ -124,9 +130,29 @@ class Trainer:
                 "left at their last finite values. Try a smaller "
                 "learning_rate_init or scale the inputs (e.g. with "
                 "sklearn.preprocessing.StandardScaler)."
+                + self._penalty_hint(sample_weight, lr)
             )
         self.optimizer.step(self.params, grads, self.optimizer_state, lr)
         return value
+
+    def _penalty_hint(self, sample_weight, lr):
+        """Name the L2 term as the cause when tiny sample weights blew it up.
+
+        The penalty is ``alpha / (2 * sum of the batch's weights) * ||W||^2``,
+        so weights that sum to ~1e-300 make it (and its gradient) astronomical:
+        a learning rate cannot fix that, rescaling the weights can.
+        """
+        if sample_weight is None or not self.alpha:
+            return ""
+        batch_weight = float(np.sum(sample_weight))
+        l2 = self.alpha / batch_weight if batch_weight > 0 else np.inf
+        if np.isfinite(l2) and l2 * float(lr) < 1:
+            return ""
+        return (
+            f" The batch's sample weights sum to {batch_weight:.3g}, so the L2 "
+            f"penalty's coefficient alpha / sum(sample_weight) is {l2:.3g}: "
+            "scale sample_weight up (e.g. divide it by its mean) or lower alpha."
+        )
 
     def _gather(self, X, Y, sample_weight, rows, order):
         """The batch's rows: views when not shuffled, else copies into buffers."""
