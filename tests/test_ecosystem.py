@@ -48,12 +48,15 @@ SMALL = dict(
 # A fixed, short budget for tests that mostly compare runs with each other; it
 # stops at max_iter, so its ConvergenceWarning is expected (filtered below).
 QUICK = dict(
-    hidden_layer_sizes=(8,), max_iter=15, learning_rate_init=0.01, batch_size=32,
+    hidden_layer_sizes=(8,),
+    max_iter=15,
+    learning_rate_init=0.01,
+    batch_size=32,
     random_state=0,
 )
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Stochastic optimizer. maximum iterations:sklearn.exceptions.ConvergenceWarning"
+    "ignore:Stochastic optimizer:sklearn.exceptions.ConvergenceWarning"
 )
 
 
@@ -65,7 +68,9 @@ def assert_same_params(a, b):
 def params_differ(a, b):
     return any(
         not np.array_equal(Wa, Wb)
-        for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True)
+        for Wa, Wb in zip(
+            a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True
+        )
     )
 
 
@@ -94,7 +99,9 @@ def frame():
             "colour": rng.choice(["red", "green", "blue"], n),
         }
     )
-    y = np.where(df["a"] + 2 * (df["colour"] == "red") - 0.5 * df["b"] > 0.5, "yes", "no")
+    y = np.where(
+        df["a"] + 2 * (df["colour"] == "red") - 0.5 * df["b"] > 0.5, "yes", "no"
+    )
     return df, y
 
 
@@ -132,8 +139,13 @@ def test_column_transformer_pipeline_on_dataframe(frame, early_stopping):
         clf = BackpropClassifier(**SMALL, early_stopping=early_stopping)
         pipe = make_pipeline(_column_transformer(), clf).set_output(transform="pandas")
         pipe.fit(df, y)
-        expected = ["num__a", "num__b", "cat__colour_blue", "cat__colour_green",
-                    "cat__colour_red"]
+        expected = [
+            "num__a",
+            "num__b",
+            "cat__colour_blue",
+            "cat__colour_green",
+            "cat__colour_red",
+        ]
         assert list(clf.feature_names_in_) == expected
         assert clf.n_features_in_ == 5
         np.testing.assert_array_equal(pipe.predict_proba(df), proba)
@@ -168,8 +180,11 @@ def test_regressor_on_dataframe_records_feature_names(early_stopping):
 OPTIMIZER_GRID = [
     {"optimizer": ["sgd", "adam", "rmsprop"]},
     {"optimizer": [Adam()], "optimizer__beta_1": [0.5, 0.9]},
-    {"optimizer": [SGD()], "optimizer__momentum": [0.0, 0.9],
-     "optimizer__nesterov": [False]},
+    {
+        "optimizer": [SGD()],
+        "optimizer__momentum": [0.0, 0.9],
+        "optimizer__nesterov": [False],
+    },
     {"optimizer": [RMSprop(centered=True)], "optimizer__rho": [0.8]},
 ]
 
@@ -195,7 +210,9 @@ def test_grid_search_over_optimizers_and_nested_params(clf_data):
         search.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
     )
     params = search.best_params_
-    direct = BackpropClassifier(**QUICK).set_params(**clone(params, safe=False)).fit(X, y)
+    direct = (
+        BackpropClassifier(**QUICK).set_params(**clone(params, safe=False)).fit(X, y)
+    )
     assert_same_params(search.best_estimator_, direct)
 
     # different beta_1 values give different networks (the param is not ignored)
@@ -212,7 +229,10 @@ def test_randomized_search_over_nested_params(reg_data):
     }
     search = RandomizedSearchCV(
         BackpropRegressor(**QUICK),
-        [distributions, {"optimizer": [Adam()], "optimizer__beta_1": uniform(0.5, 0.45)}],
+        [
+            distributions,
+            {"optimizer": [Adam()], "optimizer__beta_1": uniform(0.5, 0.45)},
+        ],
         n_iter=6,
         cv=3,
         n_jobs=2,
@@ -222,7 +242,8 @@ def test_randomized_search_over_nested_params(reg_data):
     assert len(search.cv_results_["params"]) == 6
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     betas = [
-        p["optimizer__beta_1"] for p in search.cv_results_["params"]
+        p["optimizer__beta_1"]
+        for p in search.cv_results_["params"]
         if "optimizer__beta_1" in p
     ]
     for params in search.cv_results_["params"]:
@@ -241,7 +262,10 @@ def test_randomized_search_over_nested_params(reg_data):
 def test_search_rejects_nested_param_on_string_optimizer(clf_data):
     X, y = clf_data
     search = GridSearchCV(
-        BackpropClassifier(**QUICK), {"optimizer__beta_1": [0.5]}, cv=2, error_score="raise"
+        BackpropClassifier(**QUICK),
+        {"optimizer__beta_1": [0.5]},
+        cv=2,
+        error_score="raise",
     )
     with pytest.raises(ValueError, match="nested parameters need an instance"):
         search.fit(X, y)
@@ -267,8 +291,13 @@ def test_cross_validate_multi_metric(reg_data):
     X, y = reg_data
     est = BackpropRegressor(**QUICK)
     result = cross_validate(
-        est, X, y, cv=3, scoring=("r2", "neg_mean_squared_error"),
-        return_train_score=True, return_estimator=True,
+        est,
+        X,
+        y,
+        cv=3,
+        scoring=("r2", "neg_mean_squared_error"),
+        return_train_score=True,
+        return_estimator=True,
     )
     assert len(result["estimator"]) == 3
     for key in ("test_r2", "train_r2", "test_neg_mean_squared_error"):
@@ -285,7 +314,8 @@ def test_cross_validate_multi_metric(reg_data):
 
 
 @pytest.mark.parametrize(
-    "Estimator, data", [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")]
+    "Estimator, data",
+    [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")],
 )
 def test_clone_carries_no_fitted_or_optimizer_state(Estimator, data, request):
     X, y = request.getfixturevalue(data)
@@ -293,7 +323,9 @@ def test_clone_carries_no_fitted_or_optimizer_state(Estimator, data, request):
     est = Estimator(**QUICK, optimizer=spec).fit(X, y)
     assert hasattr(est, "_optimizer_state")
     cloned = clone(est)
-    assert not any(key.endswith("_") and not key.startswith("__") for key in vars(cloned))
+    assert not any(
+        key.endswith("_") and not key.startswith("__") for key in vars(cloned)
+    )
     assert not any(key.startswith("_") for key in vars(cloned))
     with pytest.raises(NotFittedError):
         check_is_fitted(cloned)
@@ -303,7 +335,9 @@ def test_clone_carries_no_fitted_or_optimizer_state(Estimator, data, request):
     assert cloned.get_params()["optimizer__beta_1"] == 0.8
     assert not vars(spec).keys() - {"beta_1", "beta_2", "epsilon"}
     # a fitted clone starts afresh: identical to the original's first fit
-    assert_same_params(cloned.fit(X, y), Estimator(**QUICK, optimizer=Adam(beta_1=0.8)).fit(X, y))
+    assert_same_params(
+        cloned.fit(X, y), Estimator(**QUICK, optimizer=Adam(beta_1=0.8)).fit(X, y)
+    )
     # and changing the clone's spec does not reach the original
     cloned.set_params(optimizer__beta_1=0.5)
     assert est.optimizer.beta_1 == 0.8
@@ -324,9 +358,12 @@ def _joblib_round_trip(est, tmp_path):
 
 @pytest.mark.parametrize("round_trip", [_pickle_round_trip, _joblib_round_trip])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("optimizer", ["adam", SGD(momentum=0.9), RMSprop(centered=True)])
-def test_persistence_round_trip_then_partial_fit(clf_data, tmp_path, round_trip, dtype,
-                                                 optimizer):
+@pytest.mark.parametrize(
+    "optimizer", ["adam", SGD(momentum=0.9), RMSprop(centered=True)]
+)
+def test_persistence_round_trip_then_partial_fit(
+    clf_data, tmp_path, round_trip, dtype, optimizer
+):
     X, y = clf_data
     X = X.astype(dtype)
     half = len(X) // 2
@@ -337,7 +374,9 @@ def test_persistence_round_trip_then_partial_fit(clf_data, tmp_path, round_trip,
     loaded = round_trip(est, tmp_path)
     assert loaded is not est
     for method in ("predict", "predict_proba", "predict_log_proba", "transform"):
-        np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(est, method)(X))
+        np.testing.assert_array_equal(
+            getattr(loaded, method)(X), getattr(est, method)(X)
+        )
     assert loaded.coefs_[0].dtype == dtype
     assert loaded.n_iter_ == est.n_iter_ == 2
     assert loaded.t_ == est.t_ == len(X)
@@ -355,7 +394,9 @@ def test_persistence_round_trip_then_partial_fit(clf_data, tmp_path, round_trip,
 
 @pytest.mark.parametrize("round_trip", [_pickle_round_trip, _joblib_round_trip])
 @pytest.mark.parametrize("early_stopping", [False, True])
-def test_persistence_of_fitted_regressor(reg_data, tmp_path, round_trip, early_stopping):
+def test_persistence_of_fitted_regressor(
+    reg_data, tmp_path, round_trip, early_stopping
+):
     X, y = reg_data
     est = BackpropRegressor(**QUICK, early_stopping=early_stopping)
     est.fit(X, y)
@@ -378,7 +419,8 @@ def test_pickle_of_unfitted_and_of_pipeline(frame, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "Estimator, data", [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")]
+    "Estimator, data",
+    [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")],
 )
 def test_partial_fit_with_early_stopping_flag(Estimator, data, request):
     # partial_fit never holds data out, so early_stopping=True must not break
@@ -417,7 +459,8 @@ def _weights(y):
 
 @pytest.mark.usefixtures("routing")
 @pytest.mark.parametrize(
-    "Estimator, data", [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")]
+    "Estimator, data",
+    [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")],
 )
 def test_sample_weight_routed_through_pipeline(Estimator, data, request):
     X, y = request.getfixturevalue(data)
@@ -433,8 +476,9 @@ def test_sample_weight_routed_through_pipeline(Estimator, data, request):
     assert_same_params(weighted[-1], direct)
     assert params_differ(weighted[-1], unweighted[-1])
     # without a request the pipeline refuses the metadata instead of dropping it
-    plain = make_pipeline(StandardScaler().set_fit_request(sample_weight=False),
-                          Estimator(**QUICK))
+    plain = make_pipeline(
+        StandardScaler().set_fit_request(sample_weight=False), Estimator(**QUICK)
+    )
     with pytest.raises(Exception, match="sample_weight"):
         plain.fit(X, y, sample_weight=w)
 
@@ -463,7 +507,8 @@ def test_sample_weight_routed_through_grid_search(clf_data):
     # direct weighted fits on the training folds
     first = grid["optimizer"][0]
     fold_scores = [
-        clone(est).set_params(optimizer=first)
+        clone(est)
+        .set_params(optimizer=first)
         .fit(X[train], y[train], sample_weight=w[train])
         .score(X[test], y[test])
         for train, test in cv.split(X, y)
@@ -482,7 +527,9 @@ def test_metadata_request_is_scikit_learns(clf_data):
         assert routing.fit.requests == {"sample_weight": True}
         assert routing.partial_fit.requests == {"classes": True, "sample_weight": True}
         reg = BackpropRegressor().set_partial_fit_request(sample_weight=True)
-        assert reg.get_metadata_routing().partial_fit.requests == {"sample_weight": True}
+        assert reg.get_metadata_routing().partial_fit.requests == {
+            "sample_weight": True
+        }
 
 
 # -- reproducibility -------------------------------------------------------------------
@@ -490,10 +537,12 @@ def test_metadata_request_is_scikit_learns(clf_data):
 
 @pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize(
-    "Estimator, data", [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")]
+    "Estimator, data",
+    [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")],
 )
-def test_refit_with_same_random_state_is_bit_identical(Estimator, data, early_stopping,
-                                                       request):
+def test_refit_with_same_random_state_is_bit_identical(
+    Estimator, data, early_stopping, request
+):
     X, y = request.getfixturevalue(data)
     params = dict(QUICK, early_stopping=early_stopping, max_iter=20, n_iter_no_change=3)
     first = Estimator(**params).fit(X, y)
