@@ -303,6 +303,13 @@ class RMSprop(Optimizer):
     def step(self, params, grads, state, lr):
         rho, eps = float(self.rho), float(self.epsilon)
         momentum, lr = float(self.momentum), float(lr)
+        # ``centered`` or ``momentum`` may have been switched on since
+        # init_state (set_params between partial_fit calls): the buffer the
+        # option needs starts at zero, as init_state would have made it.
+        if self.centered and "grad_avg" not in state:
+            state["grad_avg"] = _zeros_like(params)
+        if momentum > 0 and "momentum_buffer" not in state:
+            state["momentum_buffer"] = _zeros_like(params)
         state["step"] += 1
         for i, (p, g) in enumerate(zip(params, grads)):
             v = state["square_avg"][i]

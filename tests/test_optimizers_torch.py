@@ -366,3 +366,54 @@ def test_optimizer_state_lives_on_the_estimator(Estimator):
         assert _n_steps(est._optimizer_state) == 6
         est.set_params(warm_start=True, max_iter=1).fit(X, y)
         assert _n_steps(est._optimizer_state) == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "change"),
+    [
+        (RMSprop(), dict(centered=True)),
+        (RMSprop(), dict(momentum=0.5)),
+        (RMSprop(centered=True, momentum=0.5), dict(centered=False, momentum=0.0)),
+        (SGD(momentum=0.0, nesterov=False), dict(momentum=0.5)),
+        (Adam(), dict(beta_1=0.5)),
+    ],
+)
+def test_optimizer_hyper_parameters_changed_between_partial_fits(spec, change):
+    # partial_fit keeps the optimizer state across calls; switching on an
+    # option that needs a buffer the state lacks must start that buffer at
+    # zero (as init_state would have), not crash.
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    y = X[:, 0] - X[:, 1]
+    reg = BackpropRegressor(hidden_layer_sizes=(4,), optimizer=spec, random_state=0)
+    reg.partial_fit(X, y)
+    state = reg._optimizer_state
+    carried = {
+        k: [b.copy() for b in v] for k, v in state.items() if isinstance(v, list)
+    }
+    params = [p.copy() for p in reg.coefs_ + reg.intercepts_]
+
+    reg.set_params(**{f"optimizer__{k}": v for k, v in change.items()})
+    reg.partial_fit(X, y)
+    assert reg.n_iter_ == 2
+
+    # the same step by hand: the carried buffers plus fresh zero ones
+    new_spec = type(spec)(**{**spec.get_params(), **change})
+    expected_state = new_spec.init_state(params)
+    expected_state.update(carried)
+    if "step" in expected_state:
+        expected_state["step"] = 1
+    _, cg, ig = loss_and_gradients(
+        params[:2],
+        params[2:],
+        X,
+        y[:, None],
+        None,
+        get_activation("relu"),
+        get_loss("squared_error"),
+        reg.alpha,
+    )
+    new_spec.step(
+        params, [g.copy() for g in cg + ig], expected_state, reg.learning_rate_init
+    )
+    for p, q in zip(reg.coefs_ + reg.intercepts_, params, strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-12)
