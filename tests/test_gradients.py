@@ -87,7 +87,7 @@ def _make_target(loss_name, target_type, raw, rng):
     return raw + rng.normal(size=(n, k))
 
 
-def make_problem(activation_name, loss_case, variant, seed=0):
+def make_problem(activation_name, loss_case, variant, seed=0, hidden=HIDDEN):
     """Parameters, data and components of a small 2-hidden-layer network.
 
     The seed is advanced until no hidden pre-activation sits within KINK_MARGIN
@@ -106,10 +106,10 @@ def make_problem(activation_name, loss_case, variant, seed=0):
             X[rng.rand(*X.shape) < 0.4] = 0.0
             X = sparse.csr_matrix(X)
         coefs, intercepts = init_params(
-            [N_FEATURES, *HIDDEN, n_outputs], activation, rng
+            [N_FEATURES, *hidden, n_outputs], activation, rng
         )
         hidden_Z, raw = _hidden_pre_activations(coefs, intercepts, X, activation)
-        if min(np.min(np.abs(Z)) for Z in hidden_Z) > KINK_MARGIN:
+        if all(np.min(np.abs(Z)) > KINK_MARGIN for Z in hidden_Z):
             break
     else:  # pragma: no cover - would mean the data generator is broken
         raise RuntimeError("no kink-free problem found")
@@ -139,19 +139,7 @@ def _relative_error(a, b):
     return 0.0 if scale == 0 else np.linalg.norm(a - b) / scale
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("loss_case", LOSS_CASES)
-@pytest.mark.parametrize("activation_name", ACTIVATIONS)
-def test_gradients_match_central_differences(activation_name, loss_case, variant):
-    problem = make_problem(activation_name, loss_case, variant)
-    coefs, intercepts = problem["coefs"], problem["intercepts"]
-    before = [p.copy() for p in coefs + intercepts]
-    _, coef_grads, intercept_grads = loss_and_gradients(**problem)
-    analytic = [g.copy() for g in coef_grads + intercept_grads]
-    # the parameters are inputs only
-    for p, p0 in zip(coefs + intercepts, before, strict=True):
-        np.testing.assert_array_equal(p, p0)
-
+def _assert_matches_central_differences(problem, coefs, intercepts, analytic):
     for name, param, grad in zip(
         [f"coefs_[{i}]" for i in range(len(coefs))]
         + [f"intercepts_[{i}]" for i in range(len(intercepts))],
@@ -171,6 +159,22 @@ def test_gradients_match_central_differences(activation_name, loss_case, variant
         assert np.linalg.norm(numeric) > 0, f"{name}: degenerate all-zero gradient"
         err = _relative_error(grad, numeric)
         assert err <= RTOL, f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("loss_case", LOSS_CASES)
+@pytest.mark.parametrize("activation_name", ACTIVATIONS)
+def test_gradients_match_central_differences(activation_name, loss_case, variant):
+    problem = make_problem(activation_name, loss_case, variant)
+    coefs, intercepts = problem["coefs"], problem["intercepts"]
+    before = [p.copy() for p in coefs + intercepts]
+    _, coef_grads, intercept_grads = loss_and_gradients(**problem)
+    analytic = [g.copy() for g in coef_grads + intercept_grads]
+    # the parameters are inputs only
+    for p, p0 in zip(coefs + intercepts, before, strict=True):
+        np.testing.assert_array_equal(p, p0)
+
+    _assert_matches_central_differences(problem, coefs, intercepts, analytic)
 
 
 def test_problems_stay_away_from_loss_kinks():
@@ -305,3 +309,50 @@ def test_sparse_and_dense_input_agree(loss_case):
     assert value_s == pytest.approx(value_d, rel=1e-13)
     for g_s, g_d in zip(grads_s, cg + ig, strict=True):
         np.testing.assert_allclose(g_s, g_d, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("variant", ["dense-l2-sw", "csr-l2-nosw"])
+@pytest.mark.parametrize("loss_case", LOSS_CASES)
+@pytest.mark.parametrize("hidden", [(), (4,)], ids=["no-hidden", "one-hidden"])
+def test_gradients_of_shallower_networks(hidden, loss_case, variant):
+    # No hidden layer: the first layer is the output layer (and takes the
+    # sparse product); one hidden layer: the recursion runs exactly once.
+    problem = make_problem("tanh", loss_case, variant, seed=4, hidden=hidden)
+    _, coef_grads, intercept_grads = loss_and_gradients(**problem)
+    assert len(coef_grads) == len(hidden) + 1
+    analytic = [g.copy() for g in coef_grads + intercept_grads]
+    _assert_matches_central_differences(
+        problem, problem["coefs"], problem["intercepts"], analytic
+    )
+
+
+def _as_dtype(problem, dtype):
+    def cast(a):
+        return None if a is None else a.astype(dtype)
+
+    return dict(
+        problem,
+        coefs=[cast(W) for W in problem["coefs"]],
+        intercepts=[cast(b) for b in problem["intercepts"]],
+        X=cast(problem["X"]),
+        Y=cast(problem["Y"]),
+        sample_weight=cast(problem["sample_weight"]),
+    )
+
+
+@pytest.mark.parametrize("variant", ["dense-l2-sw", "csr-nol2-nosw"])
+@pytest.mark.parametrize("loss_case", LOSS_CASES)
+@pytest.mark.parametrize("activation_name", ACTIVATIONS)
+def test_float32_network_agrees_with_float64(activation_name, loss_case, variant):
+    # float32 in, float32 gradients out, computed in float32 arithmetic (the
+    # difference from float64 at the same rounded point is float32 rounding,
+    # amplified only by the cancellation in sums of deltas).
+    problem32 = _as_dtype(make_problem(activation_name, loss_case, variant), np.float32)
+    problem64 = _as_dtype(problem32, np.float64)
+    value64, cg, ig = loss_and_gradients(**problem64)
+    grads64 = [g.copy() for g in cg + ig]
+    value32, cg, ig = loss_and_gradients(**problem32)
+    assert value32 == pytest.approx(value64, rel=1e-5)
+    for g32, g64 in zip(cg + ig, grads64, strict=True):
+        assert g32.dtype == np.float32
+        assert _relative_error(g32.astype(np.float64), g64) <= 1e-4

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import gen_batches
@@ -244,9 +245,11 @@ def test_changing_learning_rate_keeps_buffers_equal_to_torch(case):
 # -- the estimators' training loop against torch ------------------------------
 
 
-@pytest.mark.parametrize("batch_size", [24, 10])
+@pytest.mark.parametrize(
+    ("batch_size", "fmt"), [(24, "dense"), (10, "dense"), (10, "csr")]
+)
 @pytest.mark.parametrize("case", OPTIMIZER_CASES)
-def test_estimator_epochs_equal_torch_training(case, batch_size):
+def test_estimator_epochs_equal_torch_training(case, batch_size, fmt):
     # BackpropRegressor (no shuffling) must do exactly what a torch loop does:
     # the same batches in order, MLP's L2 term per batch, one optimizer step each.
     spec, torch_cls, torch_kwargs, lr = OPTIMIZER_CASES[case]
@@ -269,7 +272,7 @@ def test_estimator_epochs_equal_torch_training(case, batch_size):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        reg.fit(X, y)
+        reg.fit(sparse.csr_matrix(X) if fmt == "csr" else X, y)
 
     coefs, intercepts = init_params([3, 5, 4, 2], get_activation("tanh"), 0)
     torch_params = [torch.tensor(p, requires_grad=True) for p in coefs + intercepts]
