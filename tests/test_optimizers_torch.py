@@ -246,16 +246,19 @@ def test_changing_learning_rate_keeps_buffers_equal_to_torch(case):
 
 
 @pytest.mark.parametrize(
-    ("batch_size", "fmt"), [(24, "dense"), (10, "dense"), (10, "csr")]
+    ("batch_size", "fmt", "weighted"),
+    [(24, "dense", False), (10, "dense", False), (10, "csr", True)],
 )
 @pytest.mark.parametrize("case", OPTIMIZER_CASES)
-def test_estimator_epochs_equal_torch_training(case, batch_size, fmt):
+def test_estimator_epochs_equal_torch_training(case, batch_size, fmt, weighted):
     # BackpropRegressor (no shuffling) must do exactly what a torch loop does:
-    # the same batches in order, MLP's L2 term per batch, one optimizer step each.
+    # the same batches in order, MLP's L2 term per batch (scaled by the batch's
+    # sum of sample weights), one optimizer step each.
     spec, torch_cls, torch_kwargs, lr = OPTIMIZER_CASES[case]
     rng = np.random.RandomState(0)
     X = rng.normal(size=(24, 3))
     y = np.column_stack([np.sin(X[:, 0]) + X[:, 1], X[:, 2] ** 2])
+    sw = rng.uniform(0.2, 2.0, size=24) if weighted else np.ones(24)
     n_epochs = 20
     reg = BackpropRegressor(
         hidden_layer_sizes=(5, 4),
@@ -272,12 +275,16 @@ def test_estimator_epochs_equal_torch_training(case, batch_size, fmt):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        reg.fit(sparse.csr_matrix(X) if fmt == "csr" else X, y)
+        reg.fit(
+            sparse.csr_matrix(X) if fmt == "csr" else X,
+            y,
+            sample_weight=sw if weighted else None,
+        )
 
     coefs, intercepts = init_params([3, 5, 4, 2], get_activation("tanh"), 0)
     torch_params = [torch.tensor(p, requires_grad=True) for p in coefs + intercepts]
     optimizer = torch_cls(torch_params, lr=lr, **torch_kwargs)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    Xt, yt, swt = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(sw)
     for _ in range(n_epochs):
         for rows in gen_batches(len(X), batch_size):
             A = Xt[rows]
@@ -285,9 +292,12 @@ def test_estimator_epochs_equal_torch_training(case, batch_size, fmt):
                 A = A @ torch_params[i] + torch_params[3 + i]
                 if i < 2:
                     A = torch.tanh(A)
-            n = A.shape[0]
-            penalty = ALPHA / (2 * n) * sum((W**2).sum() for W in torch_params[:3])
-            value = 0.5 * F.mse_loss(A, yt[rows]) + penalty
+            w = swt[rows]
+            penalty = (
+                ALPHA / (2 * w.sum()) * sum((W**2).sum() for W in torch_params[:3])
+            )
+            per_sample = F.mse_loss(A, yt[rows], reduction="none").mean(dim=1)
+            value = 0.5 * (w * per_sample).sum() / w.sum() + penalty
             optimizer.zero_grad()
             value.backward()
             optimizer.step()
