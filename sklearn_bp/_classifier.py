@@ -133,7 +133,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         Output link: ``"logistic"`` or ``"softmax"`` for log-loss.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when they are all strings.
 
     See Also

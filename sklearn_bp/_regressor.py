@@ -99,7 +99,7 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         Output link: ``"identity"``, or ``"exp"`` for the Poisson loss.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when they are all strings.
 
     See Also
