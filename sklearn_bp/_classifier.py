@@ -17,12 +17,15 @@ def _check_classification_targets(y):
     """scikit-learn's check, with a message that says what is wrong with object labels.
 
     scikit-learn calls any object array whose first label is not a string
-    "unknown" and suggests a regression target; for labels of mixed types
-    (``[1, "a"]``) or numbers in an object array, say so instead.
+    "unknown" and suggests a regression target, and one whose first label is a
+    string fails to sort; for labels of mixed types (``[1, "a"]``) or numbers
+    in an object array, say so instead.
     """
     try:
         check_classification_targets(y)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
+        # TypeError: ["a", 1] starts with a string, gets past that test, and
+        # then fails to sort ("'<' not supported between 'int' and 'str'").
         if getattr(y, "dtype", None) != object:
             raise
         types = sorted({type(v).__name__ for v in np.ravel(y)})

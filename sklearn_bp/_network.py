@@ -271,10 +271,11 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
         if not np.isfinite(result).all():
             raise ValueError(
                 "The network's output is not finite for some of these inputs: "
-                "the forward pass overflowed (or the parameters are not finite). "
-                "Inputs far larger than the training data, or unscaled inputs, "
-                "are the usual cause; scale them (e.g. with "
-                "sklearn.preprocessing.StandardScaler)."
+                "the forward pass overflowed. The usual causes are inputs far "
+                "larger than the training data or unscaled inputs (scale them, "
+                "e.g. with sklearn.preprocessing.StandardScaler), or parameters "
+                "that grew huge or non-finite in training (lower "
+                "learning_rate_init)."
             )
         out[rows] = result
     return out

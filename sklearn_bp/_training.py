@@ -70,6 +70,9 @@ class Trainer:
             workspace = Workspace(units, batch_size, dtype)
         self.workspace = workspace
         self._batch_buffers = None
+        # Largest lr * alpha / (batch weight) seen, with that batch weight: a
+        # step it made huge can make a later batch diverge (_penalty_hint).
+        self._penalty_rate = (0.0, None)
 
     def run_epoch(self, X, Y, sample_weight, lr, epoch):
         """One pass over the data.
@@ -106,6 +109,8 @@ class Trainer:
             batch_weight = Xb.shape[0] if swb is None else float(np.sum(swb))
             if batch_weight <= 0:
                 continue  # nothing to learn from; no step, no loss, t_ unchanged
+            if swb is not None and self.alpha:
+                self._note_penalty(batch_weight, lr)
             value = self.step(Xb, Yb, swb, lr, epoch, batch)
             share = batch_weight / total_weight
             loss_sum += value * share
@@ -144,15 +149,21 @@ class Trainer:
         """
         if sample_weight is None or not self.alpha:
             return ""
-        batch_weight = float(np.sum(sample_weight))
-        l2 = self.alpha / batch_weight if batch_weight > 0 else np.inf
-        if np.isfinite(l2) and l2 * float(lr) < 1:
+        self._note_penalty(float(np.sum(sample_weight)), lr)
+        rate, batch_weight = self._penalty_rate
+        if rate < 1:  # each step shrinks the weights by less than lr * l2 < 1
             return ""
         return (
-            f" The batch's sample weights sum to {batch_weight:.3g}, so the L2 "
-            f"penalty's coefficient alpha / sum(sample_weight) is {l2:.3g}: "
-            "scale sample_weight up (e.g. divide it by its mean) or lower alpha."
+            f" A batch's sample weights summed to {batch_weight:.3g}, so the L2 "
+            "penalty's coefficient alpha / sum(sample_weight) was "
+            f"{self.alpha / batch_weight:.3g}: scale sample_weight up (e.g. "
+            "divide it by its mean) or lower alpha."
         )
+
+    def _note_penalty(self, batch_weight, lr):
+        rate = float(lr) * self.alpha / batch_weight if batch_weight > 0 else np.inf
+        if not rate <= self._penalty_rate[0]:  # also inf
+            self._penalty_rate = (rate, batch_weight)
 
     def _gather(self, X, Y, sample_weight, rows, order):
         """The batch's rows: views when not shuffled, else copies into buffers."""
