@@ -1,7 +1,7 @@
 """
-=====================================
+======================================
 Scaling out with Dask (runs a cluster)
-=====================================
+======================================
 
 The two ways to take :class:`~sklearn_bp.BackpropClassifier` beyond one
 machine, described in :doc:`/scaling`:
