@@ -63,6 +63,16 @@ class Activation(Spec):
 
     glorot_factor = 6.0
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A built-in's in-place hook computes the built-in's function, not the
+        # public method: a subclass that redefines forward (or derivative)
+        # without its own hook gets the generic one back, which calls it.
+        if "forward" in vars(cls) and "_forward_into" not in vars(cls):
+            cls._forward_into = Activation._forward_into
+        if "derivative" in vars(cls) and "_backprop_into" not in vars(cls):
+            cls._backprop_into = Activation._backprop_into
+
     def forward(self, Z):
         """Apply the activation elementwise.
 

@@ -79,6 +79,15 @@ class Loss(Spec):
 
     out_activation_name = "identity"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A built-in's fused _loss_and_delta computes the built-in's loss: a
+        # subclass that redefines link, loss or gradient without its own fused
+        # version gets the generic one back, which calls its methods.
+        redefined = {"link", "loss", "gradient"} & set(vars(cls))
+        if redefined and "_loss_and_delta" not in vars(cls):
+            cls._loss_and_delta = Loss._loss_and_delta
+
     def link(self, raw):
         """Map raw network outputs to predictions.
 

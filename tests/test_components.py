@@ -786,3 +786,87 @@ def test_activation_instance_and_name_give_the_same_network():
     assert isinstance(get_activation("sigmoid"), type(get_activation("logistic")))
     assert isinstance(get_activation(ELU()), Activation)
     assert isinstance(get_optimizer("adam"), Optimizer)
+
+
+# -- subclasses of the built-ins --------------------------------------------------
+
+_ACTIVATION_CLASSES = sorted(
+    {type(get_activation(name)) for name in ACTIVATIONS}, key=lambda c: c.__name__
+)
+_LOSS_CLASSES = sorted(
+    {type(get_loss(name)) for name in LOSSES}, key=lambda c: c.__name__
+)
+
+
+@pytest.mark.parametrize("base", _ACTIVATION_CLASSES, ids=lambda c: c.__name__)
+def test_subclass_of_a_builtin_activation_trains_with_its_own_methods(base):
+    # forward/derivative are the documented extension points: a subclass that
+    # redefines them must not be trained through the parent's fast hooks.
+    class Doubled(base):
+        def forward(self, Z):
+            return 2 * super().forward(Z)
+
+        def derivative(self, Z, A):
+            return 2 * super().derivative(Z, super().forward(Z))
+
+    act = Doubled()
+    Z = np.random.RandomState(0).normal(scale=3, size=(6, 7))
+    A = act.forward(Z)
+    np.testing.assert_allclose(act._forward_into(Z, np.empty_like(Z)), A, rtol=1e-15)
+    delta = np.random.RandomState(1).normal(size=Z.shape)
+    np.testing.assert_allclose(
+        act._backprop_into(Z, A, delta.copy()), delta * act.derivative(Z, A), rtol=1e-15
+    )
+
+
+@pytest.mark.parametrize("base", _LOSS_CLASSES, ids=lambda c: c.__name__)
+def test_subclass_of_a_builtin_loss_trains_with_its_own_methods(base):
+    class Doubled(base):
+        def loss(self, y, raw, sample_weight=None):
+            return 2 * super().loss(y, raw, sample_weight)
+
+        def gradient(self, y, raw):
+            return 2 * super().gradient(y, raw)
+
+    loss = Doubled()
+    target_type = "multiclass" if isinstance(loss, LogLoss) else None
+    loss._configure(target_type)
+    rng = np.random.RandomState(0)
+    raw = rng.normal(size=(8, 3))
+    y = _target(loss, target_type, raw, rng)
+    sw = rng.uniform(0.5, 2, size=8)
+    out = np.empty_like(raw)
+    value = loss._loss_and_delta(y, raw, sw, sw.sum(), out)
+    assert value == pytest.approx(loss.loss(y, raw, sw), rel=1e-12)
+    np.testing.assert_allclose(
+        out, loss.gradient(y, raw) * (sw / sw.sum())[:, None], rtol=1e-12
+    )
+
+
+class _ReLU6(get_activation("relu").__class__):
+    """ReLU clipped at 6, as a user would derive it from the built-in."""
+
+    def forward(self, Z):
+        return np.clip(Z, 0, 6)
+
+    def derivative(self, Z, A):
+        return ((Z > 0) & (Z < 6)).astype(Z.dtype)
+
+
+def test_subclass_of_a_builtin_activation_in_an_estimator():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-20, 20, size=(100, 2))
+    y = np.abs(X[:, 0]) - X[:, 1]
+    reg = _fit(
+        BackpropRegressor(
+            hidden_layer_sizes=(8,), activation=_ReLU6(), max_iter=5, random_state=0
+        ),
+        X,
+        y,
+    )
+    # predictions go through the subclass's forward (the clip at 6 matters here)
+    W, b = reg.coefs_, reg.intercepts_
+    hidden = X @ W[0] + b[0]
+    assert hidden.max() > 6
+    expected = np.clip(hidden, 0, 6) @ W[1] + b[1]
+    np.testing.assert_allclose(reg.predict(X), expected.ravel(), rtol=1e-12)
