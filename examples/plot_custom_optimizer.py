@@ -59,7 +59,7 @@ opt = Adagrad()
 p = np.array([1.0, 1.0, 1.0])
 state = opt.init_state([p])
 opt.step([p], [np.array([0.001, -2.0, 50.0])], state, lr=0.1)
-print(p)  # [0.9, 1.1, 0.9]
+print(p.round(6))  # [0.9, 1.1, 0.9]
 
 # %%
 # Use it in an estimator
@@ -96,3 +96,10 @@ ax.set(xlabel="epoch", ylabel="mean training loss", yscale="log")
 ax.legend()
 print(adagrad)  # unchanged by fitting: the state lived on the estimator
 plt.show()
+
+# %%
+# Adagrad's first steps are large (every parameter moves by about the learning
+# rate), then shrink as the squared gradients pile up in ``sum_sq``, which never
+# forgets: that is why Adam, whose moving averages do forget, overtakes it.
+# RMSprop is the built-in fix of exactly this, an Adagrad whose sum is replaced
+# by a moving average.
