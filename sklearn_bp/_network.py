@@ -14,6 +14,7 @@ passes them in together with a :class:`Workspace` of preallocated buffers.
 
 import numpy as np
 from scipy import sparse
+from scipy.linalg import blas
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
@@ -66,6 +67,11 @@ class Workspace:
         self.Z = [np.empty((n_rows, w), dtype=dtype) for w in widths]
         self.A = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
         self.delta = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
+        # per hidden layer, for the activation's in-place backward hook
+        self.scratch = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
+        # column sums as a matrix-vector product: several times faster than
+        # np.sum(axis=0) on C-ordered rows
+        self.ones = np.ones(n_rows, dtype=dtype)
         self.coef_grads = [
             np.empty((fan_in, fan_out), dtype=dtype)
             for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:])
@@ -73,10 +79,16 @@ class Workspace:
         self.intercept_grads = [np.empty(w, dtype=dtype) for w in widths]
 
     def rows(self, n):
-        """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows."""
+        """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows.
+
+        Returns ``(Z, A, delta, scratch, ones)``.
+        """
         if n == self.n_rows:
-            return self.Z, self.A, self.delta
-        return ([b[:n] for b in self.Z], [b[:n] for b in self.A], [b[:n] for b in self.delta])
+            return self.Z, self.A, self.delta, self.scratch, self.ones
+        return tuple(
+            [b[:n] for b in buffers]
+            for buffers in (self.Z, self.A, self.delta, self.scratch)
+        ) + (self.ones[:n],)
 
     def matches(self, layer_units, dtype):
         """Whether the buffers fit this architecture and dtype."""
@@ -91,6 +103,28 @@ def _product_into(A, W, out):
     else:
         np.matmul(A, W, out=out)
     return out
+
+
+def _add_scaled(y, a, x):
+    """``y += a * x`` in place with no temporary (BLAS axpy when possible)."""
+    if (
+        y.dtype == x.dtype
+        and y.dtype in (np.float32, np.float64)
+        and y.flags.c_contiguous
+        and x.flags.c_contiguous
+    ):
+        axpy = blas.get_blas_funcs("axpy", (y,))
+        axpy(x.reshape(-1), y.reshape(-1), a=a)  # updates y's memory in place
+    else:
+        y += a * x
+    return y
+
+
+def _column_sums(delta, out, ones=None):
+    """``out[...] = delta.sum(axis=0)``, as ``ones @ delta`` when ``ones`` is given."""
+    if ones is None:
+        return np.sum(delta, axis=0, out=out)
+    return np.matmul(ones, delta, out=out)
 
 
 def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
@@ -131,7 +165,10 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
     return inputs
 
 
-def backward(coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, intercept_grads):
+def backward(
+    coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, intercept_grads,
+    scratch=None, ones=None,
+):
     """Backward pass: fill the gradient buffers from the output delta.
 
     Parameters
@@ -153,17 +190,26 @@ def backward(coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, inte
         gradient (``alpha / sum of sample weights``).
     coef_grads, intercept_grads : list of ndarray
         Filled in place.
+    scratch : list of ndarray, default=None
+        Buffers shaped like ``deltas`` that the activation's backward hook may
+        overwrite (``None``: it allocates what it needs).
+    ones : ndarray of shape (n_samples,), default=None
+        A vector of ones: the bias gradients are then computed as one
+        matrix-vector product each.
     """
     delta = delta_out
     for i in range(len(coefs) - 1, -1, -1):
         inputs = X if i == 0 else A[i - 1]
         _product_into(inputs.T, delta, coef_grads[i])
         if l2:
-            coef_grads[i] += l2 * coefs[i]
-        np.sum(delta, axis=0, out=intercept_grads[i])
+            _add_scaled(coef_grads[i], l2, coefs[i])
+        _column_sums(delta, intercept_grads[i], ones)
         if i > 0:
             np.matmul(delta, coefs[i].T, out=deltas[i - 1])
-            delta = activation._backprop_into(Z[i - 1], A[i - 1], deltas[i - 1])
+            delta = activation._backprop_into(
+                Z[i - 1], A[i - 1], deltas[i - 1],
+                None if scratch is None else scratch[i - 1],
+            )
 
 
 def squared_weight_norm(coefs):
@@ -210,7 +256,7 @@ def loss_and_gradients(
     if workspace is None:
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
         workspace = Workspace(units, n, coefs[0].dtype)
-    Z, A, deltas = workspace.rows(n)
+    Z, A, deltas, scratch, ones = workspace.rows(n)
     weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
     raw = forward(coefs, intercepts, X, activation, Z, A)
     # The raw output is not needed after the loss: its buffer takes the delta.
@@ -220,7 +266,7 @@ def loss_and_gradients(
         value += 0.5 * l2 * squared_weight_norm(coefs)
     backward(
         coefs, X, Z, A, raw, deltas, activation, l2,
-        workspace.coef_grads, workspace.intercept_grads,
+        workspace.coef_grads, workspace.intercept_grads, scratch, ones,
     )
     return value, workspace.coef_grads, workspace.intercept_grads
 

@@ -108,11 +108,13 @@ class Activation(Spec):
     # The network calls the two hooks below on buffers it owns. They default to
     # the public methods; built-ins override them to work in place, which spares
     # the per-batch allocations (the ReLU mask is a large share of MLP's time).
+    # ``scratch``, when given, is a buffer shaped like ``delta`` that the hook
+    # may overwrite (the training workspace owns one per hidden layer).
     def _forward_into(self, Z, out):
         out[...] = self.forward(Z)
         return out
 
-    def _backprop_into(self, Z, A, delta):
+    def _backprop_into(self, Z, A, delta, scratch=None):
         delta *= self.derivative(Z, A)
         return delta
 
@@ -143,7 +145,7 @@ class Identity(Activation):
             np.copyto(out, Z)
         return out
 
-    def _backprop_into(self, Z, A, delta):
+    def _backprop_into(self, Z, A, delta, scratch=None):
         return delta
 
 
@@ -177,9 +179,11 @@ class Logistic(Activation):
     def _forward_into(self, Z, out):
         return expit(Z, out=out)
 
-    def _backprop_into(self, Z, A, delta):
-        delta *= A
-        delta -= delta * A
+    def _backprop_into(self, Z, A, delta, scratch=None):
+        # delta * A * (1 - A), with the factor built in the scratch buffer
+        factor = np.subtract(1, A, out=scratch)
+        factor *= A
+        delta *= factor
         return delta
 
 
@@ -207,8 +211,11 @@ class Tanh(Activation):
     def _forward_into(self, Z, out):
         return np.tanh(Z, out=out)
 
-    def _backprop_into(self, Z, A, delta):
-        delta -= delta * A * A
+    def _backprop_into(self, Z, A, delta, scratch=None):
+        # delta * (1 - A**2), with the factor built in the scratch buffer
+        factor = np.multiply(A, A, out=scratch)
+        np.subtract(1, factor, out=factor)
+        delta *= factor
         return delta
 
 
@@ -240,10 +247,11 @@ class ReLU(Activation):
     def _forward_into(self, Z, out):
         return np.maximum(Z, 0, out=out)
 
-    def _backprop_into(self, Z, A, delta):
-        # A multiplication by a 0/1 mask would need a temporary; writing zeros
-        # where the unit was inactive does not.
-        np.copyto(delta, 0, where=A <= 0)
+    def _backprop_into(self, Z, A, delta, scratch=None):
+        # A product with a 0/1 mask: about ten times faster than writing zeros
+        # through ``where=`` (a masked copy branches on every element).
+        mask = np.greater(A, 0, out=scratch)
+        delta *= mask
         return delta
 
 
@@ -281,9 +289,15 @@ class LeakyReLU(Activation):
     def derivative(self, Z, A):
         return np.where(Z > 0, 1.0, float(self.negative_slope)).astype(Z.dtype)
 
-    def _backprop_into(self, Z, A, delta):
-        slope = float(self.negative_slope)
-        np.multiply(delta, slope, out=delta, where=Z <= 0)
+    def _backprop_into(self, Z, A, delta, scratch=None):
+        # factor = 1 + (slope - 1) * (Z <= 0): a product, not a masked write
+        # (exactly 1 where Z > 0)
+        factor = np.less_equal(Z, 0, out=scratch)
+        if factor.dtype == bool:  # no scratch given: make a float factor
+            factor = factor.astype(delta.dtype)
+        factor *= float(self.negative_slope) - 1.0
+        factor += 1.0
+        delta *= factor
         return delta
 
 
@@ -351,6 +365,10 @@ class Softplus(Activation):
 
     def _forward_into(self, Z, out):
         return np.logaddexp(0, Z, out=out)
+
+    def _backprop_into(self, Z, A, delta, scratch=None):
+        delta *= expit(Z, out=scratch)
+        return delta
 
 
 ACTIVATIONS = {

@@ -11,6 +11,7 @@ buffers.
 from numbers import Real
 
 import numpy as np
+from scipy.linalg import blas
 from sklearn.utils._param_validation import Interval
 
 from ._spec import Spec, resolve
@@ -85,6 +86,52 @@ def _zeros_like(params):
     return [np.zeros_like(p) for p in params]
 
 
+# The built-in steps below are fused by hand: every operation works in place on
+# buffers the caller or the state owns (no temporary as large as a parameter),
+# ``y += a * x`` and ``x *= a`` are one BLAS call each (axpy, scal: cheaper to
+# call than a ufunc, with a single rounding), and large parameters are processed
+# in blocks that stay in the L2 cache across the update's several passes
+# instead of streaming each pass through main memory.
+_BLOCK = 1 << 15
+_AXPY = {np.dtype(np.float64): blas.daxpy, np.dtype(np.float32): blas.saxpy}
+_SCAL = {np.dtype(np.float64): blas.dscal, np.dtype(np.float32): blas.sscal}
+
+
+def _blocks(*arrays):
+    """Matching pieces of same-shaped arrays, to update piece by piece.
+
+    Flat views in blocks of at most ``_BLOCK`` elements when every array is
+    C-contiguous with a BLAS dtype; otherwise the arrays themselves, once.
+    """
+    dtype = arrays[0].dtype
+    if dtype in _AXPY and all(a.flags.c_contiguous and a.dtype == dtype for a in arrays):
+        flats = [a.reshape(-1) for a in arrays]
+        n = flats[0].shape[0]
+        if n <= _BLOCK:
+            yield flats
+        else:
+            for start in range(0, n, _BLOCK):
+                yield [f[start : start + _BLOCK] for f in flats]
+    else:
+        yield arrays
+
+
+def _axpy(y, a, x):
+    """``y += a * x`` in place (BLAS on 1-D contiguous blocks)."""
+    if y.ndim == 1 and y.dtype in _AXPY and x.dtype == y.dtype and y.flags.c_contiguous:
+        _AXPY[y.dtype](x, y, a=a)
+    else:  # the general fallback may allocate
+        y += a * x
+
+
+def _scal(a, x):
+    """``x *= a`` in place."""
+    if x.ndim == 1 and x.dtype in _SCAL and x.flags.c_contiguous:
+        _SCAL[x.dtype](a, x)
+    else:
+        x *= a
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum and optional Nesterov momentum.
 
@@ -141,24 +188,24 @@ class SGD(Optimizer):
         momentum = float(self.momentum)
         if momentum == 0:
             for p, g in zip(params, grads):
-                g *= lr
-                p -= g
+                for p_, g_ in _blocks(p, g):
+                    _axpy(p_, -lr, g_)
             return
         bufs = state["momentum_buffer"]
-        if bufs is None:
+        first = bufs is None
+        if first:  # torch fills the buffer with the first gradient
             bufs = state["momentum_buffer"] = [g.copy() for g in grads]
-        else:
-            for b, g in zip(bufs, grads):
-                b *= momentum
-                b += g
+        nesterov = self.nesterov
         for p, g, b in zip(params, grads, bufs):
-            if self.nesterov:
-                # g + momentum * buf, computed in the gradient's own buffer
-                g += momentum * b
-                g *= lr
-                p -= g
-            else:
-                p -= lr * b
+            for p_, g_, b_ in _blocks(p, g, b):
+                if not first:
+                    _scal(momentum, b_)
+                    _axpy(b_, 1.0, g_)  # buf = momentum * buf + g
+                if nesterov:
+                    _axpy(g_, momentum, b_)  # g + momentum * buf, in g's buffer
+                    _axpy(p_, -lr, g_)
+                else:
+                    _axpy(p_, -lr, b_)
 
 
 class Adam(Optimizer):
@@ -227,20 +274,22 @@ class Adam(Optimizer):
         t = state["step"]
         step_size = float(lr) / (1.0 - beta_1**t)
         bias_correction2_sqrt = (1.0 - beta_2**t) ** 0.5
+        # step_size * m / (sqrt(v) / bc2 + eps)
+        #   == (step_size * bc2) * m / (sqrt(v) + eps * bc2): one pass fewer.
+        scaled_eps = eps * bias_correction2_sqrt
+        scaled_step = -step_size * bias_correction2_sqrt
         for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
-            m *= beta_1
-            m += (1.0 - beta_1) * g
-            v *= beta_2
-            g *= g
-            g *= 1.0 - beta_2
-            v += g
-            # The gradient buffer is free now: reuse it for the denominator.
-            denom = np.sqrt(v, out=g)
-            denom /= bias_correction2_sqrt
-            denom += eps
-            np.divide(m, denom, out=denom)
-            denom *= step_size
-            p -= denom
+            for p_, g_, m_, v_ in _blocks(p, g, m, v):
+                _scal(beta_1, m_)
+                _axpy(m_, 1.0 - beta_1, g_)
+                np.multiply(g_, g_, out=g_)
+                _scal(beta_2, v_)
+                _axpy(v_, 1.0 - beta_2, g_)
+                # The gradient buffer is free now: it takes the denominator.
+                denom = np.sqrt(v_, out=g_)
+                np.add(denom, scaled_eps, out=denom)
+                np.divide(m_, denom, out=denom)
+                _axpy(p_, scaled_step, denom)
 
 
 class RMSprop(Optimizer):
@@ -311,28 +360,44 @@ class RMSprop(Optimizer):
         if momentum > 0 and "momentum_buffer" not in state:
             state["momentum_buffer"] = _zeros_like(params)
         state["step"] += 1
+        centered = self.centered
+        # The gradient is needed after g**2: one block-sized scratch buffer
+        # serves every block of every parameter.
+        size = min(_BLOCK, max(p.size for p in params))
+        scratch = np.empty(size, dtype=params[0].dtype)
         for i, (p, g) in enumerate(zip(params, grads)):
-            v = state["square_avg"][i]
-            v *= rho
-            v += (1.0 - rho) * g * g
-            if self.centered:
-                gbar = state["grad_avg"][i]
-                gbar *= rho
-                gbar += (1.0 - rho) * g
-                avg = v - gbar * gbar
-                np.sqrt(avg, out=avg)
-            else:
-                avg = np.sqrt(v)
-            avg += eps
-            np.divide(g, avg, out=avg)
+            arrays = [p, g, state["square_avg"][i]]
+            if centered:
+                arrays.append(state["grad_avg"][i])
             if momentum > 0:
-                buf = state["momentum_buffer"][i]
-                buf *= momentum
-                buf += avg
-                p -= lr * buf
-            else:
-                avg *= lr
-                p -= avg
+                arrays.append(state["momentum_buffer"][i])
+            for block in _blocks(*arrays):
+                p_, g_, v_ = block[:3]
+                if g_.size <= size:
+                    s = scratch[: g_.size].reshape(g_.shape)
+                else:  # a non-contiguous parameter is updated whole
+                    s = np.empty_like(g_)
+                np.multiply(g_, g_, out=s)
+                _scal(rho, v_)
+                _axpy(v_, 1.0 - rho, s)
+                if centered:
+                    gbar = block[3]
+                    _scal(rho, gbar)
+                    _axpy(gbar, 1.0 - rho, g_)
+                    np.multiply(gbar, gbar, out=s)
+                    np.subtract(v_, s, out=s)
+                    avg = np.sqrt(s, out=s)
+                else:
+                    avg = np.sqrt(v_, out=s)
+                np.add(avg, eps, out=avg)
+                np.divide(g_, avg, out=avg)
+                if momentum > 0:
+                    buf = block[-1]
+                    _scal(momentum, buf)
+                    _axpy(buf, 1.0, avg)
+                    _axpy(p_, -lr, buf)
+                else:
+                    _axpy(p_, -lr, avg)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}

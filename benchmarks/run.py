@@ -1,0 +1,312 @@
+"""Benchmark sklearn_bp against scikit-learn's MLPClassifier / MLPRegressor.
+
+Usage::
+
+    python benchmarks/run.py            # full run (a few minutes)
+    python benchmarks/run.py --quick    # under 2 minutes
+    python benchmarks/run.py --only W4 --dtypes float32
+
+Each workload is fitted by both estimators with equal settings (architecture,
+optimizer, batch size, learning rate, L2 penalty, fixed epochs with ``tol=0`` and
+a huge ``n_iter_no_change``, ``random_state``), in float64 and float32. Fits are
+repeated with the order alternating (A B, B A, ...) and the median is reported.
+Per row: seconds per epoch of both, their ratio, the training accuracy (R^2 for
+regression) of both, the peak extra memory of each during ``fit``
+(tracemalloc), and the fraction of the GEMM limit each reaches. The table is
+printed and written, with the machine's description, as JSON (and as a
+reStructuredText table) to ``benchmarks/results/``.
+
+On machines where ``OPENBLAS_CORETYPE`` is forced to an older kernel, run it as
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py`` to
+measure the kernel numpy would pick itself (the table header says which kernel
+ran).
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+import sklearn
+from sklearn.metrics import accuracy_score, r2_score
+from threadpoolctl import threadpool_info
+
+import sklearn_bp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import (  # noqa: E402
+    gemm_limit_seconds,
+    gemm_rate,
+    is_sparse,
+    layer_shapes,
+    peak_fit_memory,
+    performed_gemm_seconds,
+    timed_fits,
+    timed_predicts,
+)
+from workloads import WORKLOADS  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def machine():
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+        for info in threadpool_info()
+    ]
+    return {
+        "cpu": cpu,
+        "n_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "sklearn_bp": sklearn_bp.__version__,
+        "blas": blas,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "load_average": os.getloadavg(),
+    }
+
+
+def score(est, X, y, task):
+    pred = est.predict(X)
+    return float(accuracy_score(y, pred) if task == "classification" else r2_score(y, pred))
+
+
+def run_row(w, dtype_name, X, y, args):
+    epochs = w.epochs_quick if args.quick else w.epochs
+    ours, theirs = w.estimators(max_iter=epochs)
+    times, (fit_ours, fit_theirs) = timed_fits(ours, theirs, X, y, args.repeats)
+    for est in (fit_ours, fit_theirs):
+        assert est.n_iter_ == epochs, (type(est).__name__, est.n_iter_, epochs)
+    s_ours = float(np.median(times[0])) / epochs
+    s_mlp = float(np.median(times[1])) / epochs
+    row = {
+        "workload": w.name,
+        "description": w.description,
+        "dtype": dtype_name,
+        "n_samples": X.shape[0],
+        "epochs": epochs,
+        "repeats": args.repeats,
+        "alpha": w.alpha,
+        "in_geomean": w.in_geomean,
+        "fit_seconds_ours": times[0],
+        "fit_seconds_mlp": times[1],
+        "s_per_epoch_ours": s_ours,
+        "s_per_epoch_mlp": s_mlp,
+        "ratio": s_ours / s_mlp,
+        "score_name": "accuracy" if w.task == "classification" else "r2",
+        "score_ours": score(fit_ours, X, y, w.task),
+        "score_mlp": score(fit_theirs, X, y, w.task),
+        "coefs_dtype_ours": str(fit_ours.coefs_[0].dtype),
+        "coefs_dtype_mlp": str(fit_theirs.coefs_[0].dtype),
+    }
+    if not args.no_memory:
+        one_epoch = [e.set_params(max_iter=1) for e in w.estimators(max_iter=1)]
+        row["peak_mib_ours"] = peak_fit_memory(one_epoch[0], X, y) / 2**20
+        row["peak_mib_mlp"] = peak_fit_memory(one_epoch[1], X, y) / 2**20
+    n_outputs = len(np.unique(y)) if w.task == "classification" else 1
+    if n_outputs == 2:
+        n_outputs = 1
+    shapes = layer_shapes(X.shape[1], w.hidden_layer_sizes, n_outputs)
+    row["gemm_flops_per_epoch"] = 6.0 * X.shape[0] * sum(a * b for a, b in shapes)
+    if is_sparse(X):
+        row["gemm_rate_gflops"] = None  # the first layer is a sparse product
+        row["gemm_fraction_ours"] = row["gemm_fraction_mlp"] = None
+    else:
+        rate = gemm_rate(shapes, w.batch_size, DTYPES[dtype_name],
+                         min_seconds=0.2 if args.quick else 0.6)
+        limit = gemm_limit_seconds(X.shape[0], shapes, rate)
+        performed = performed_gemm_seconds(X.shape[0], shapes, rate)
+        row["gemm_rate_gflops"] = rate / 1e9
+        row["gemm_limit_s_per_epoch"] = limit
+        row["gemm_fraction_ours"] = limit / s_ours
+        row["gemm_fraction_mlp"] = limit / s_mlp
+        row["performed_gemm_fraction_ours"] = performed / s_ours
+    if w.predict:
+        ptimes = timed_predicts(fit_ours, fit_theirs, X, args.repeats)
+        row["predict_s_ours"] = float(np.median(ptimes[0]))
+        row["predict_s_mlp"] = float(np.median(ptimes[1]))
+        row["predict_ratio"] = row["predict_s_ours"] / row["predict_s_mlp"]
+        row["predict_rows_per_s_ours"] = X.shape[0] / row["predict_s_ours"]
+    return row
+
+
+def summarize(rows):
+    main = [r for r in rows if r["in_geomean"]]
+    ratios = [r["ratio"] for r in main]
+    summary = {
+        "geomean_ratio_W1_W4": math.exp(np.mean(np.log(ratios))) if ratios else None,
+        "rows_in_geomean": len(ratios),
+        "max_ratio": max(r["ratio"] for r in rows) if rows else None,
+        "max_ratio_row": max(rows, key=lambda r: r["ratio"])["workload"] if rows else None,
+    }
+    for r in rows:
+        if r["workload"] == "W4":
+            summary[f"W4_gemm_fraction_{r['dtype']}"] = r.get("gemm_fraction_ours")
+    if rows and "peak_mib_ours" in rows[0]:
+        summary["memory_ours_le_mlp_every_row"] = all(
+            r["peak_mib_ours"] <= r["peak_mib_mlp"] for r in rows
+        )
+    return summary
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+COLUMNS = [
+    ("row", lambda r: r["workload"], ""),
+    ("dtype", lambda r: r["dtype"], ""),
+    ("ours s/ep", lambda r: r["s_per_epoch_ours"], ".4f"),
+    ("MLP s/ep", lambda r: r["s_per_epoch_mlp"], ".4f"),
+    ("ratio", lambda r: r["ratio"], ".3f"),
+    ("score ours", lambda r: r["score_ours"], ".4f"),
+    ("score MLP", lambda r: r["score_mlp"], ".4f"),
+    ("peak MiB ours", lambda r: r.get("peak_mib_ours"), ".1f"),
+    ("peak MiB MLP", lambda r: r.get("peak_mib_mlp"), ".1f"),
+    ("GEMM frac ours", lambda r: r.get("gemm_fraction_ours"), ".3f"),
+    ("GEMM frac MLP", lambda r: r.get("gemm_fraction_mlp"), ".3f"),
+]
+
+PREDICT_COLUMNS = [
+    ("row", lambda r: r["workload"], ""),
+    ("dtype", lambda r: r["dtype"], ""),
+    ("rows", lambda r: r["n_samples"], "d"),
+    ("ours s", lambda r: r["predict_s_ours"], ".4f"),
+    ("MLP s", lambda r: r["predict_s_mlp"], ".4f"),
+    ("ratio", lambda r: r["predict_ratio"], ".3f"),
+    ("ours rows/s", lambda r: r["predict_rows_per_s_ours"], ".3g"),
+]
+
+
+def table(rows, columns, rst=False):
+    """A plain-text table; with ``rst=True`` a reStructuredText simple table."""
+    cells = [[name for name, _, _ in columns]]
+    for r in rows:
+        cells.append([_fmt(get(r), spec) for _, get, spec in columns])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = [
+        "  ".join(c.rjust(w) if j > 1 else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
+        for row in cells
+    ]
+    if rst:
+        rule = "  ".join("=" * w for w in widths)
+        return "\n".join([rule, lines[0], rule, *lines[1:], rule])
+    rule = "-" * len(lines[0])
+    return "\n".join([lines[0], rule, *lines[1:]])
+
+
+def report(result, rst=False):
+    rows = result["rows"]
+    out = [table(rows, COLUMNS, rst)]
+    predict_rows = [r for r in rows if "predict_s_ours" in r]
+    if predict_rows:
+        out += ["", "predict() on the training set:" if not rst else "", table(predict_rows, PREDICT_COLUMNS, rst)]
+    s = result["summary"]
+    out += [
+        "",
+        f"geometric mean of the s/epoch ratio over W1-W4 x dtypes ({s['rows_in_geomean']} rows): "
+        f"{_fmt(s['geomean_ratio_W1_W4'], '.3f')}; largest ratio {_fmt(s['max_ratio'], '.3f')} "
+        f"({s['max_ratio_row']})",
+    ]
+    for key in ("W4_gemm_fraction_float64", "W4_gemm_fraction_float32"):
+        if key in s:
+            out.append(f"{key}: {_fmt(s[key], '.3f')}")
+    if "memory_ours_le_mlp_every_row" in s:
+        out.append(f"peak memory <= MLP's on every row: {s['memory_ours_le_mlp_every_row']}")
+    return "\n".join(out)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer epochs and repeats (< 2 min)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="fits per estimator, alternating the order (default 5, quick 2)")
+    p.add_argument("--only", default=None, help="comma-separated workload names, e.g. W2,W4")
+    p.add_argument("--dtypes", default="float64,float32")
+    p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc fits")
+    p.add_argument("--output", default=None,
+                   help="JSON file (default benchmarks/results/bench-<time>.json, "
+                        "also copied to latest.json)")
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 5
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    selected = WORKLOADS
+    if args.only:
+        names = set(args.only.split(","))
+        selected = [w for w in WORKLOADS if w.name in names]
+    dtypes = args.dtypes.split(",")
+    info = machine()
+    print(f"{info['cpu']} ({info['n_cpus']} CPUs); numpy {info['numpy']}, "
+          f"scikit-learn {info['scikit-learn']}, sklearn_bp {info['sklearn_bp']}")
+    print("BLAS:", ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']} "
+                             f"x{b['num_threads']}" for b in info["blas"]))
+    if info["OPENBLAS_CORETYPE"]:
+        print(f"note: OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']} forces that kernel; "
+              "unset it (and OPENBLAS_L2_SIZE) to measure numpy's own choice.")
+    start = time.perf_counter()
+    rows = []
+    data_cache = {}
+    for w in selected:
+        for dtype_name in dtypes:
+            key = (w.make_data, dtype_name)
+            if key not in data_cache:
+                data_cache.clear()
+                data_cache[key] = w.make_data(DTYPES[dtype_name])
+            X, y = data_cache[key]
+            row = run_row(w, dtype_name, X, y, args)
+            rows.append(row)
+            print(f"  {w.name:6s} {dtype_name}: ours {row['s_per_epoch_ours']:.4f} s/epoch, "
+                  f"MLP {row['s_per_epoch_mlp']:.4f}, ratio {row['ratio']:.3f}", flush=True)
+    info["load_average_end"] = os.getloadavg()
+    result = {
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "quick": args.quick,
+        "seconds": time.perf_counter() - start,
+        "machine": info,
+        "rows": rows,
+    }
+    result["summary"] = summarize(rows)
+    print()
+    print(report(result))
+    print(f"\n({result['seconds']:.0f} s)")
+    if args.output:
+        path = Path(args.output)
+    else:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2)
+    path.write_text(text)
+    path.with_suffix(".rst").write_text(report(result, rst=True) + "\n")
+    if not args.output:
+        (RESULTS_DIR / "latest.json").write_text(text)
+        (RESULTS_DIR / "latest.rst").write_text(report(result, rst=True) + "\n")
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

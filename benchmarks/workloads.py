@@ -1,0 +1,173 @@
+"""The benchmark workloads: data, architecture and the equal settings of both estimators.
+
+Every workload is fixed work: ``max_iter`` epochs with ``tol=0`` and a huge
+``n_iter_no_change``, so that neither estimator stops early, the same
+architecture, optimizer, batch size, learning rate, L2 penalty and
+``random_state`` on both sides. MLP's ``solver`` is matched with our optimizer of
+the same name (``adam`` with ``adam``, ``sgd`` with Nesterov-momentum ``sgd``), so
+that both do the same work per step.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_bp import BackpropClassifier, BackpropRegressor
+from sklearn_bp.optimizers import SGD
+
+# Larger than any epoch count used here: the stopping rule never fires.
+NEVER = 10**9
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark row (per dtype)."""
+
+    name: str
+    description: str
+    task: str  # "classification" or "regression"
+    make_data: callable
+    hidden_layer_sizes: tuple
+    optimizer: str  # "adam" or "sgd"
+    batch_size: int
+    epochs: int  # full run
+    epochs_quick: int
+    learning_rate_init: float = 1e-3
+    alpha: float = 0.0
+    in_geomean: bool = True  # part of the headline geometric mean (W1-W4)
+    predict: bool = False  # also time predict() on this workload
+    tags: dict = field(default_factory=dict)
+
+    def estimators(self, max_iter):
+        """``(ours, MLP's)`` unfitted, with equal settings."""
+        common = dict(
+            hidden_layer_sizes=self.hidden_layer_sizes,
+            activation="relu",
+            learning_rate_init=self.learning_rate_init,
+            learning_rate="constant",
+            alpha=self.alpha,
+            batch_size=self.batch_size,
+            max_iter=max_iter,
+            shuffle=True,
+            random_state=0,
+            tol=0.0,
+            n_iter_no_change=NEVER,
+            early_stopping=False,
+        )
+        if self.optimizer == "sgd":
+            # MLP's defaults: momentum=0.9 with Nesterov; ours is the same update
+            # (torch.optim.SGD) for a constant learning rate.
+            ours_opt = SGD(momentum=0.9, nesterov=True)
+            theirs = dict(solver="sgd", momentum=0.9, nesterovs_momentum=True)
+        else:
+            ours_opt = "adam"
+            theirs = dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+        if self.task == "classification":
+            return (
+                BackpropClassifier(optimizer=ours_opt, **common),
+                MLPClassifier(**theirs, **common),
+            )
+        return (
+            BackpropRegressor(optimizer=ours_opt, **common),
+            MLPRegressor(**theirs, **common),
+        )
+
+
+def _digits(dtype):
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(dtype), y
+
+
+def _classification(n_samples, n_features, n_classes, seed):
+    def make(dtype):
+        X, y = make_classification(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=min(n_features, 40),
+            n_redundant=min(n_features - 40, 10) if n_features > 40 else 0,
+            n_classes=n_classes,
+            n_clusters_per_class=2,
+            class_sep=1.5,
+            random_state=seed,
+        )
+        return StandardScaler().fit_transform(X).astype(dtype), y
+
+    return make
+
+
+def _regression(n_samples, n_features, seed):
+    def make(dtype):
+        X, y = make_regression(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=50,
+            noise=10.0,
+            random_state=seed,
+        )
+        X = StandardScaler().fit_transform(X)
+        y = (y - y.mean()) / y.std()  # standardised target
+        return X.astype(dtype), y.astype(dtype)
+
+    return make
+
+
+def _sparse_text_like(n_samples, n_features, density, n_classes, seed):
+    """A bag-of-words-like CSR matrix whose classes use different vocabularies."""
+
+    def make(dtype):
+        rng = np.random.RandomState(seed)
+        y = rng.randint(n_classes, size=n_samples)
+        X = sparse.random(
+            n_samples, n_features, density=density, format="csr",
+            random_state=rng, dtype=np.float64,
+        )
+        # class-specific words: each class owns a block of 50 features
+        rows = np.repeat(np.arange(n_samples), 5)
+        cols = (y[rows] * 50 + rng.randint(50, size=rows.size)) % n_features
+        X = X + sparse.csr_matrix(
+            (np.ones(rows.size), (rows, cols)), shape=(n_samples, n_features)
+        )
+        X.data = np.log1p(X.data)
+        return X.tocsr().astype(dtype), y
+
+    return make
+
+
+_W2_DATA = _classification(50_000, 100, 10, 0)
+
+WORKLOADS = [
+    Workload(
+        "W1", "load_digits 1797x64, (100,), adam, batch 200",
+        "classification", _digits, (100,), "adam", 200, epochs=60, epochs_quick=20,
+    ),
+    Workload(
+        "W2", "50,000x100 synthetic 10-class, (256, 128), adam, batch 200",
+        "classification", _W2_DATA, (256, 128), "adam",
+        200, epochs=4, epochs_quick=1, predict=True,
+    ),
+    Workload(
+        "W3", "50,000x100 synthetic regression (standardised y), (256, 128), sgd, "
+        "batch 200",
+        "regression", _regression(50_000, 100, 0), (256, 128), "sgd", 200,
+        epochs=4, epochs_quick=1,
+    ),
+    Workload(
+        "W4", "20,000x784 10-class, (1024, 1024), adam, batch 256",
+        "classification", _classification(20_000, 784, 10, 0), (1024, 1024), "adam",
+        256, epochs=2, epochs_quick=1, predict=True,
+    ),
+    Workload(
+        "W2-L2", "W2 with alpha=1e-4 (L2 penalty)",
+        "classification", _W2_DATA, (256, 128), "adam",
+        200, epochs=4, epochs_quick=1, alpha=1e-4, in_geomean=False,
+    ),
+    Workload(
+        "S1", "sparse CSR 20,000x10,000 (0.5% dense) 10-class, (256,), adam, batch 200",
+        "classification", _sparse_text_like(20_000, 10_000, 0.005, 10, 0), (256,),
+        "adam", 200, epochs=3, epochs_quick=1, in_geomean=False,
+    ),
+]
