@@ -178,8 +178,8 @@ class BaseBackprop(
         """Return ``(Y, y_for_split)``: 2-D encoded target and what stratifies."""
 
     @abstractmethod
-    def _validation_score(self, X, y, sample_weight):
-        """Held-out score used by early stopping."""
+    def _score_raw(self, raw, Y, sample_weight):
+        """Held-out score used by early stopping, from raw outputs and encoded Y."""
 
     # -- fit orchestration ------------------------------------------------------
 
@@ -428,9 +428,9 @@ class BaseBackprop(
         if validation is None:
             return None
         X_val, Y_val, sw_val = validation
-        score = self._validation_score(X_val, Y_val, sw_val)
+        raw = self._forward(X_val)  # one pass serves both the score and the loss
+        score = self._score_raw(raw, Y_val, sw_val)
         self.validation_scores_.append(score)
-        raw = self._forward(X_val)
         self.validation_loss_curve_.append(self._loss.loss(Y_val, raw, sw_val))
         return score
 

@@ -89,8 +89,9 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         Epochs without improvement tolerated before stopping (or lowering the
         rate with ``learning_rate="adaptive"``).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), stop when the
-        validation accuracy stops improving and restore the best weights.
+        Hold out ``validation_fraction`` of the data (stratified for
+        single-label targets), stop when the validation accuracy stops
+        improving and restore the best weights.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
     warm_start : bool, default=False
@@ -330,12 +331,13 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         weights = compute_sample_weight(self.class_weight, y).astype(dtype)
         return weights if sample_weight is None else weights * sample_weight
 
-    def _validation_score(self, X, Y, sample_weight):
-        return accuracy_score(
-            self._decode(self._forward(X)),
-            self._label_binarizer.inverse_transform(Y) if not self._multilabel else Y,
-            sample_weight=sample_weight,
-        )
+    def _score_raw(self, raw, Y, sample_weight):
+        # Accuracy on class indices: the same as score() without decoding labels.
+        if self._multilabel or raw.shape[1] == 1:
+            predicted, true = raw > 0, Y > 0.5
+        else:
+            predicted, true = np.argmax(raw, axis=1), np.argmax(Y, axis=1)
+        return accuracy_score(true, predicted, sample_weight=sample_weight)
 
     def _decode(self, raw):
         if self._multilabel:

@@ -219,8 +219,8 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         self.out_activation_ = self._loss.out_activation_name
         return Y, None
 
-    def _validation_score(self, X, Y, sample_weight):
-        return r2_score(Y, self._loss.link(self._forward(X)), sample_weight=sample_weight)
+    def _score_raw(self, raw, Y, sample_weight):
+        return r2_score(Y, self._loss.link(raw), sample_weight=sample_weight)
 
     def predict(self, X):
         """Predict target values.
