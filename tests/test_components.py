@@ -9,6 +9,7 @@ its own test.
 """
 
 import copy
+import inspect
 import pickle
 import warnings
 
@@ -163,13 +164,19 @@ def test_activation_contract(act_id, dtype):
         result = act._forward_into(aliased, aliased)
         np.testing.assert_allclose(result, A, **tols)
 
-        delta = np.random.RandomState(1).normal(size=Z.shape).astype(dtype)
-        expected = delta * D
-        result = act._backprop_into(Z, A, delta)
-        assert result.dtype == dtype and result.shape == Z.shape
-        np.testing.assert_allclose(result, expected, **tols)
-        np.testing.assert_array_equal(Z, Z0)
-        np.testing.assert_array_equal(A, A0)
+        delta0 = np.random.RandomState(1).normal(size=Z.shape).astype(dtype)
+        expected = delta0 * D
+        # The network may hand the hook a scratch buffer holding garbage.
+        scratches = [None]
+        if "scratch" in inspect.signature(act._backprop_into).parameters:
+            scratches.append(np.full_like(Z, np.nan))
+        for scratch in scratches:
+            kwargs = {} if scratch is None else {"scratch": scratch}
+            result = act._backprop_into(Z, A, delta0.copy(), **kwargs)
+            assert result.dtype == dtype and result.shape == Z.shape
+            np.testing.assert_allclose(result, expected, **tols)
+            np.testing.assert_array_equal(Z, Z0)
+            np.testing.assert_array_equal(A, A0)
 
 
 @pytest.mark.parametrize("act_id", ACTIVATION_IDS)
