@@ -17,6 +17,7 @@ from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
     GridSearchCV,
     KFold,
@@ -173,6 +174,43 @@ def test_regressor_on_dataframe_records_feature_names(early_stopping):
         assert reg.score(df, y) > 0.8
         reg.predict(df)
         reg.transform(df)
+
+
+def test_network_as_feature_extractor_in_pipeline(frame):
+    # fit_transform in the middle of a pipeline: the hidden layer feeds another
+    # estimator, with named (pandas) features.
+    df, y = frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe = make_pipeline(
+            _column_transformer(),
+            BackpropClassifier(**SMALL),
+            LogisticRegression(),
+        ).set_output(transform="pandas")
+        pipe.fit(df, y)
+        assert pipe.score(df, y) > 0.85
+        hidden = pipe[:-1].transform(df)
+        assert list(hidden.columns) == [f"backpropclassifier{i}" for i in range(8)]
+        assert list(pipe[-1].feature_names_in_) == list(hidden.columns)
+
+
+def test_grid_search_over_pipeline_with_nested_optimizer_params(frame):
+    df, y = frame
+    pipe = make_pipeline(_column_transformer(), BackpropClassifier(**SMALL))
+    grid = {
+        "backpropclassifier__optimizer": [Adam()],
+        "backpropclassifier__optimizer__beta_1": [0.5, 0.9],
+        "backpropclassifier__learning_rate_init": [0.01, 0.05],
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(df, y)
+    assert len(search.cv_results_["params"]) == 4
+    best = search.best_estimator_[-1]
+    beta_1 = search.best_params_["backpropclassifier__optimizer__beta_1"]
+    assert best.optimizer.beta_1 == beta_1
+    assert grid["backpropclassifier__optimizer"][0] == Adam()  # never mutated
+    assert search.best_score_ > 0.85
 
 
 # -- Hyper-parameter searches ------------------------------------------------------
