@@ -13,7 +13,7 @@ identity) simply has the short form ``link(raw) - y`` inside its own
 from numbers import Real
 
 import numpy as np
-from scipy.special import expit, log_expit, softmax
+from scipy.special import expit, log_expit
 from sklearn.utils._param_validation import Interval
 
 from ._spec import Spec, resolve
@@ -33,7 +33,14 @@ __all__ = [
 def _weighted_mean(values, sample_weight):
     """Mean of per-sample ``values``, weighted by ``sample_weight`` if given."""
     if sample_weight is None:
-        return float(np.mean(values))
+        # Accumulated in float64 (float32 losses near 1e38 overflow a float32
+        # sum); a float64 sum that overflows while the mean does not is redone
+        # on values / n.
+        with np.errstate(over="ignore"):
+            mean = np.mean(values, dtype=np.float64)
+        if np.isinf(mean) and np.all(np.isfinite(values)):
+            mean = np.sum(values / values.size)
+        return float(mean)
     # Normalise the weights before the dot product: sum(w * v) overflows for
     # huge weights, and loses every digit for subnormal ones, when the mean
     # itself is an ordinary number.
@@ -201,6 +208,15 @@ def _softmax_shift(raw, out):
     return rows, top
 
 
+def _softmax(raw):
+    """Row-wise softmax; rows whose entries are ~1e308 apart do not overflow."""
+    out = np.empty_like(raw)
+    _softmax_shift(raw, out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
 def _log_softmax(raw):
     """Row-wise log-softmax, accurate also where the top probability is ~1.
 
@@ -275,12 +291,15 @@ class LogLoss(Loss):
 
     def link(self, raw):
         if self._use_softmax(raw):
-            return softmax(raw, axis=1)
+            return _softmax(raw)
         return expit(raw)
 
     def log_link(self, raw):
         if self._use_softmax(raw):
-            return _log_softmax(raw)
+            # Finite always: a log-probability below -max (raw outputs more than
+            # the largest float apart) is given as -max rather than -inf.
+            out = _log_softmax(raw)
+            return np.maximum(out, -np.finfo(out.dtype).max, out=out)
         return log_expit(raw)
 
     def _per_sample(self, y, raw):
