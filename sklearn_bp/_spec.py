@@ -10,7 +10,10 @@ scikit-learn's estimator checks sweep it in as an estimator of its own.
 import copy
 import inspect
 
-from sklearn.utils._param_validation import validate_parameter_constraints
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 
 
 class Spec:
@@ -138,5 +141,10 @@ def resolve(spec, *, registry, base, param_name):
             f"{type(spec).__name__} {spec!r}."
         )
     if isinstance(component, Spec):
-        component._validate_params()
+        try:
+            component._validate_params()
+        except InvalidParameterError as exc:
+            # Name the estimator parameter too: the user set `optimizer`, and may
+            # not recognise "Adam" as the place to look.
+            raise InvalidParameterError(f"Invalid {param_name}={spec!r}: {exc}") from exc
     return component
