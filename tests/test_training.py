@@ -477,3 +477,24 @@ def test_hidden_features_feed_another_estimator(clf_data):
     pipe = make_pipeline(clone(net), LogisticRegression(max_iter=500))
     _fit_quietly(pipe, X, y)
     assert pipe.score(X, y) > 0.8
+
+
+# -- the public gradient checker --------------------------------------------------------
+
+
+def test_check_gradients_accepts_correct_and_flags_wrong_derivatives():
+    from sklearn_bp.activations import Activation
+    from sklearn_bp.utils import check_gradients
+
+    for activation in ["tanh", "logistic", "softplus", "elu"]:
+        for loss in ["squared_error", "log_loss", "poisson", "huber"]:
+            assert check_gradients(activation, loss, alpha=0.1) < 1e-7
+
+    class WrongCube(Activation):
+        def forward(self, Z):
+            return Z**3
+
+        def derivative(self, Z, A):
+            return 2 * Z**2  # should be 3 Z^2
+
+    assert check_gradients(WrongCube(), "squared_error") > 1e-2
