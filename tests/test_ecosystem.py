@@ -33,7 +33,10 @@ from sklearn.utils.validation import check_is_fitted
 from sklearn_bp import BackpropClassifier, BackpropRegressor
 from sklearn_bp.optimizers import SGD, Adam, RMSprop
 
-pd = pytest.importorskip("pandas", reason="pandas is needed for the DataFrame tests")
+
+def _pandas():
+    return pytest.importorskip("pandas", reason="the DataFrame tests need pandas")
+
 
 # Converges (by tol / n_iter_no_change) well before max_iter on the data below,
 # so no ConvergenceWarning hides among the warnings the tests turn into errors.
@@ -93,7 +96,7 @@ def reg_data():
 def frame():
     rng = np.random.RandomState(0)
     n = 200
-    df = pd.DataFrame(
+    df = _pandas().DataFrame(
         {
             "a": rng.randn(n),
             "b": rng.randn(n),
@@ -165,7 +168,7 @@ def test_column_transformer_pipeline_on_dataframe(frame, early_stopping):
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_regressor_on_dataframe_records_feature_names(early_stopping):
     rng = np.random.RandomState(1)
-    df = pd.DataFrame(rng.randn(120, 3), columns=["x0", "x1", "x2"])
+    df = _pandas().DataFrame(rng.randn(120, 3), columns=["x0", "x1", "x2"])
     y = df["x0"] - 2 * df["x1"] + 0.1 * rng.randn(120)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
