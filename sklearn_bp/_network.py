@@ -69,9 +69,6 @@ class Workspace:
         self.delta = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
         # per hidden layer, for the activation's in-place backward hook
         self.scratch = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
-        # column sums as a matrix-vector product: several times faster than
-        # np.sum(axis=0) on C-ordered rows
-        self.ones = np.ones(n_rows, dtype=dtype)
         self.coef_grads = [
             np.empty((fan_in, fan_out), dtype=dtype)
             for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:])
@@ -81,14 +78,14 @@ class Workspace:
     def rows(self, n):
         """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows.
 
-        Returns ``(Z, A, delta, scratch, ones)``.
+        Returns ``(Z, A, delta, scratch)``.
         """
         if n == self.n_rows:
-            return self.Z, self.A, self.delta, self.scratch, self.ones
+            return self.Z, self.A, self.delta, self.scratch
         return tuple(
             [b[:n] for b in buffers]
             for buffers in (self.Z, self.A, self.delta, self.scratch)
-        ) + (self.ones[:n],)
+        )
 
     def matches(self, layer_units, dtype):
         """Whether the buffers fit this architecture and dtype."""
@@ -105,26 +102,36 @@ def _product_into(A, W, out):
     return out
 
 
-def _add_scaled(y, a, x):
-    """``y += a * x`` in place with no temporary (BLAS axpy when possible)."""
+_GEMM = {np.dtype(np.float64): blas.dgemm, np.dtype(np.float32): blas.sgemm}
+
+
+def _weight_gradient_into(inputs, delta, W, l2, out):
+    """``out[...] = inputs.T @ delta + l2 * W`` with no temporary.
+
+    With a penalty, ``out`` first takes ``l2 * W`` and the GEMM accumulates
+    into it (``beta=1``): the penalty costs one pass, where ``out += l2 * W``
+    would allocate a weight-sized temporary.
+    """
+    gemm = _GEMM.get(out.dtype)
     if (
-        y.dtype == x.dtype
-        and y.dtype in (np.float32, np.float64)
-        and y.flags.c_contiguous
-        and x.flags.c_contiguous
+        not l2
+        or gemm is None
+        or sparse.issparse(inputs)
+        or not (inputs.dtype == delta.dtype == W.dtype == out.dtype)
+        or not (inputs.flags.c_contiguous and delta.flags.c_contiguous)
+        or not out.flags.c_contiguous
     ):
-        axpy = blas.get_blas_funcs("axpy", (y,))
-        axpy(x.reshape(-1), y.reshape(-1), a=a)  # updates y's memory in place
-    else:
-        y += a * x
-    return y
-
-
-def _column_sums(delta, out, ones=None):
-    """``out[...] = delta.sum(axis=0)``, as ``ones @ delta`` when ``ones`` is given."""
-    if ones is None:
-        return np.sum(delta, axis=0, out=out)
-    return np.matmul(ones, delta, out=out)
+        _product_into(inputs.T, delta, out)
+        if l2:
+            out += l2 * W
+        return out
+    np.multiply(W, l2, out=out)
+    # In Fortran order out.T is (fan_out, fan_in) = delta.T @ inputs + out.T;
+    # every operand is passed as a view, so nothing is copied.
+    result = gemm(1.0, delta.T, inputs.T, beta=1.0, c=out.T, trans_b=True, overwrite_c=True)
+    if not np.shares_memory(result, out):  # never expected; stay correct
+        out.T[...] = result
+    return out
 
 
 def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
@@ -167,7 +174,7 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
 
 def backward(
     coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, intercept_grads,
-    scratch=None, ones=None,
+    scratch=None,
 ):
     """Backward pass: fill the gradient buffers from the output delta.
 
@@ -193,17 +200,14 @@ def backward(
     scratch : list of ndarray, default=None
         Buffers shaped like ``deltas`` that the activation's backward hook may
         overwrite (``None``: it allocates what it needs).
-    ones : ndarray of shape (n_samples,), default=None
-        A vector of ones: the bias gradients are then computed as one
-        matrix-vector product each.
     """
     delta = delta_out
     for i in range(len(coefs) - 1, -1, -1):
         inputs = X if i == 0 else A[i - 1]
-        _product_into(inputs.T, delta, coef_grads[i])
-        if l2:
-            _add_scaled(coef_grads[i], l2, coefs[i])
-        _column_sums(delta, intercept_grads[i], ones)
+        _weight_gradient_into(inputs, delta, coefs[i], l2, coef_grads[i])
+        # (not ones @ delta: OpenBLAS threads that GEMV, and each threaded call
+        # stalls when another process holds a core)
+        delta.sum(axis=0, out=intercept_grads[i])
         if i > 0:
             np.matmul(delta, coefs[i].T, out=deltas[i - 1])
             delta = activation._backprop_into(
@@ -256,7 +260,7 @@ def loss_and_gradients(
     if workspace is None:
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
         workspace = Workspace(units, n, coefs[0].dtype)
-    Z, A, deltas, scratch, ones = workspace.rows(n)
+    Z, A, deltas, scratch = workspace.rows(n)
     weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
     raw = forward(coefs, intercepts, X, activation, Z, A)
     # The raw output is not needed after the loss: its buffer takes the delta.
@@ -266,7 +270,7 @@ def loss_and_gradients(
         value += 0.5 * l2 * squared_weight_norm(coefs)
     backward(
         coefs, X, Z, A, raw, deltas, activation, l2,
-        workspace.coef_grads, workspace.intercept_grads, scratch, ones,
+        workspace.coef_grads, workspace.intercept_grads, scratch,
     )
     return value, workspace.coef_grads, workspace.intercept_grads
 
@@ -312,7 +316,10 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
         n = rows.stop - rows.start
         views = buffers if n == chunk else [b[:n] for b in buffers]
         # Pre-activations are not needed for prediction: compute in place.
-        result = forward(coefs, intercepts, X[rows], activation, views, views, n_layers)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            result = forward(
+                coefs, intercepts, X[rows], activation, views, views, n_layers
+            )
         # Checked per chunk, so the check's mask stays chunk-sized too.
         if not np.isfinite(result).all():
             raise ValueError(
