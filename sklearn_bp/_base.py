@@ -136,6 +136,15 @@ class BaseBackprop(
         self.warm_start = warm_start
         self.verbose = verbose
 
+    def __getstate__(self):
+        # The training workspace holds only scratch buffers (batch x width,
+        # several per layer: often larger than the parameters). A resumed
+        # partial_fit rebuilds it; the optimizer state and the generator,
+        # which a resumed run does need, stay.
+        state = super().__getstate__()
+        state.pop("_workspace", None)
+        return state
+
     # -- parameters -------------------------------------------------------------
 
     def set_params(self, **params):
@@ -340,11 +349,18 @@ class BaseBackprop(
         except (DivergenceError, KeyboardInterrupt) as exc:
             self._sync_monitor_attributes(early_stopping)
             if isinstance(exc, KeyboardInterrupt):
-                # The parameters stay finite and usable; say so and let the
-                # interrupt reach the caller: it is not ours to swallow.
+                # The parameters stay finite and usable (an interrupted step is
+                # undone whole, see Trainer.step); say so and let the interrupt
+                # reach the caller: it is not ours to swallow. With early
+                # stopping the fit ends as it would have: on the best weights.
+                kept = "the parameters reached so far"
+                if early_stopping and self.n_iter_ > 0:
+                    for saved, p in zip(best_params, trainer.params, strict=True):
+                        np.copyto(p, saved)
+                    kept = "the best parameters found so far (early stopping)"
                 warnings.warn(
                     f"Training interrupted by the user after {self.n_iter_} "
-                    "epochs; the estimator keeps the parameters reached so far.",
+                    f"complete epochs; the estimator keeps {kept}.",
                     UserWarning,
                 )
             raise

@@ -20,11 +20,19 @@ CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
 MIN_ADAPTIVE_LR = 1e-6
 
 
-class DivergenceError(ValueError):
-    """Raised when a batch's loss or gradient is not finite.
+def _all_finite(arrays):
+    # np.sum propagates inf/nan and needs no temporary array (a sum of finite
+    # values that overflows also counts: such parameters have diverged anyway).
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(np.isfinite(np.sum(a)) for a in arrays)
 
-    The step that produced it is not applied, so the parameters keep their last
-    finite values.
+
+class DivergenceError(ValueError):
+    """Raised when a batch's loss or gradient, or an update, is not finite.
+
+    The failing step is not applied, and the parameters are restored to their
+    last values whose loss and gradient were finite (those before the previous
+    step, which made them overflow): the model can still predict.
     """
 
 
@@ -73,6 +81,13 @@ class Trainer:
         # Largest lr * alpha / (batch weight) seen, with that batch weight: a
         # step it made huge can make a later batch diverge (_penalty_hint).
         self._penalty_rate = (0.0, None)
+        # The parameters before the last step. A step can leave parameters
+        # that are finite but so large that the next forward pass overflows
+        # (an absurd learning rate): the divergence shows one batch later, and
+        # the model must go back to parameters whose loss was finite, or it
+        # could not even predict. One copy per step, O(parameters), cheap next
+        # to the batch's products.
+        self._previous = [p.copy() for p in self.params]
 
     def run_epoch(self, X, Y, sample_weight, lr, epoch):
         """One pass over the data.
@@ -122,23 +137,50 @@ class Trainer:
 
     def step(self, X, Y, sample_weight, lr, epoch=1, batch=1):
         """Forward, backward and one optimizer step on one batch; return its loss."""
-        value, coef_grads, intercept_grads = loss_and_gradients(
-            self.coefs, self.intercepts, X, Y, sample_weight,
-            self.activation, self.loss, self.alpha, self.workspace,
-        )
-        grads = coef_grads + intercept_grads
-        # np.sum propagates inf/nan and needs no temporary array.
-        if not np.isfinite(value) or not all(np.isfinite(np.sum(g)) for g in grads):
-            raise DivergenceError(
-                f"The training loss or its gradient became non-finite at epoch "
-                f"{epoch}, batch {batch} (loss={value!r}); the parameters were "
-                "left at their last finite values. Try a smaller "
-                "learning_rate_init or scale the inputs (e.g. with "
-                "sklearn.preprocessing.StandardScaler)."
-                + self._penalty_hint(sample_weight, lr)
+        # Overflow is detected below and reported as one clear error; numpy's
+        # RuntimeWarnings on the way there would only be noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            value, coef_grads, intercept_grads = loss_and_gradients(
+                self.coefs, self.intercepts, X, Y, sample_weight,
+                self.activation, self.loss, self.alpha, self.workspace,
             )
-        self.optimizer.step(self.params, grads, self.optimizer_state, lr)
+        grads = coef_grads + intercept_grads
+        if not np.isfinite(value) or not _all_finite(grads):
+            self._roll_back()
+            raise self._divergence(
+                f"The training loss or its gradient became non-finite at epoch "
+                f"{epoch}, batch {batch} (loss={value!r})", sample_weight, lr,
+            )
+        for saved, p in zip(self._previous, self.params, strict=True):
+            np.copyto(saved, p)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.optimizer.step(self.params, grads, self.optimizer_state, lr)
+        except BaseException:
+            # An update interrupted half-way (KeyboardInterrupt between two
+            # layers) is undone, so the parameters are never half-stepped.
+            self._roll_back()
+            raise
+        if not _all_finite(self.params):
+            self._roll_back()
+            raise self._divergence(
+                f"The update at epoch {epoch}, batch {batch} made the parameters "
+                f"non-finite (loss before it={value!r})", sample_weight, lr,
+            )
         return value
+
+    def _roll_back(self):
+        """Restore the parameters from before the last step (see __init__)."""
+        for p, saved in zip(self.params, self._previous, strict=True):
+            np.copyto(p, saved)
+
+    def _divergence(self, what, sample_weight, lr):
+        return DivergenceError(
+            f"{what}; the parameters were restored to their last values with a "
+            "finite loss and gradient. Try a smaller learning_rate_init or scale "
+            "the inputs (e.g. with sklearn.preprocessing.StandardScaler)."
+            + self._penalty_hint(sample_weight, lr)
+        )
 
     def _penalty_hint(self, sample_weight, lr):
         """Name the L2 term as the cause when tiny sample weights blew it up.
