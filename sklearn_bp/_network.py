@@ -18,6 +18,8 @@ from scipy.linalg import blas
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
+from ._flat import packed_empty
+
 
 def init_params(layer_units, activation, random_state, dtype=np.float64):
     """Glorot-uniform initial weights and biases, drawn as MLPClassifier does.
@@ -38,13 +40,18 @@ def init_params(layer_units, activation, random_state, dtype=np.float64):
     -------
     coefs : list of ndarray of shape (fan_in, fan_out)
     intercepts : list of ndarray of shape (fan_out,)
+        ``coefs + intercepts`` are consecutive views of one flat buffer (see
+        :mod:`sklearn_bp._flat`), so the optimizer can update them in one pass.
     """
     rng = check_random_state(random_state)
-    coefs, intercepts = [], []
-    for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+    shapes = list(zip(layer_units[:-1], layer_units[1:]))
+    params = packed_empty(shapes + [(fan_out,) for _, fan_out in shapes], dtype)
+    coefs, intercepts = params[: len(shapes)], params[len(shapes) :]
+    for W, b, (fan_in, fan_out) in zip(coefs, intercepts, shapes):
         bound = np.sqrt(activation.glorot_factor / (fan_in + fan_out))
-        coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
-        intercepts.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+        # the draws and their order are MLPClassifier's
+        W[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+        b[...] = rng.uniform(-bound, bound, fan_out)
     return coefs, intercepts
 
 
@@ -69,11 +76,11 @@ class Workspace:
         self.delta = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
         # per hidden layer, for the activation's in-place backward hook
         self.scratch = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
-        self.coef_grads = [
-            np.empty((fan_in, fan_out), dtype=dtype)
-            for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:])
-        ]
-        self.intercept_grads = [np.empty(w, dtype=dtype) for w in widths]
+        # packed like the parameters (coefs then intercepts): see init_params
+        shapes = list(zip(layer_units[:-1], layer_units[1:]))
+        grads = packed_empty(shapes + [(w,) for w in widths], dtype)
+        self.coef_grads = grads[: len(shapes)]
+        self.intercept_grads = grads[len(shapes) :]
 
     def rows(self, n):
         """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows.

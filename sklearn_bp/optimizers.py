@@ -8,11 +8,13 @@ time, as in ``torch.optim``, so a learning-rate schedule never changes the
 buffers.
 """
 
+import weakref
 from numbers import Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from ._flat import flat_base, packed_copy, packed_zeros_like
 from ._spec import Spec, resolve
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "OPTIMIZERS", "get_optimizer"]
@@ -82,7 +84,16 @@ class Optimizer(Spec):
 
 
 def _zeros_like(params):
+    # packed like the parameters when they are (see sklearn_bp._flat)
+    if flat_base(params) is not None:
+        return packed_zeros_like(params)
     return [np.zeros_like(p) for p in params]
+
+
+def _copy(arrays):
+    if flat_base(arrays) is not None:
+        return packed_copy(arrays)
+    return [a.copy() for a in arrays]
 
 
 # The built-in steps below are fused by hand: every operation is an in-place
@@ -113,14 +124,46 @@ def _blocks(*arrays):
         yield arrays
 
 
-def _scratch(state, params):
-    """A block-sized buffer kept in the state (made if missing or unfit)."""
-    size = min(_BLOCK, max(p.size for p in params))
-    dtype = params[0].dtype
-    buf = state.get("scratch")
-    if buf is None or buf.shape != (size,) or buf.dtype != dtype:
-        buf = state["scratch"] = np.empty(size, dtype=dtype)
-    return buf
+# id(params' flat buffer) -> (weak reference to it, ids of the arrays last
+# found packed alike with it); an entry goes when its buffer does
+_PACKED = {}
+
+
+def _forget(ref, key):
+    if _PACKED.get(key, (None,))[0] is ref:
+        del _PACKED[key]
+
+
+def _flat_lists(*lists):
+    """The lists to update: one flat array each when all are packed alike.
+
+    Parameters, gradients and buffers packed the same way (see
+    :mod:`sklearn_bp._flat`) are updated as one flat array each: a dozen numpy
+    calls per step instead of a dozen per layer. The layout check is
+    remembered (weakly, by the parameters' buffer) under the arrays' ids.
+    """
+    key = tuple(id(a) for lst in lists for a in lst)
+    owner = lists[0][0].base
+    entry = _PACKED.get(id(owner))
+    if entry is not None and entry[0]() is owner and entry[1] == key:
+        bases = [lst[0].base for lst in lists]
+        if all(a.base is b for lst, b in zip(lists, bases) for a in lst):
+            return [[b] for b in bases]
+    bases = [flat_base(lst) for lst in lists]
+    shapes = [a.shape for a in lists[0]]
+    if all(b is not None for b in bases) and all(
+        [a.shape for a in lst] == shapes for lst in lists
+    ):
+        ref = weakref.ref(owner, lambda r, i=id(owner): _forget(r, i))
+        _PACKED[id(owner)] = (ref, key)
+        return [[b] for b in bases]
+    return lists
+
+
+def _scratch(lists):
+    """A block-sized buffer for the step (small: at most ``_BLOCK`` elements)."""
+    size = min(_BLOCK, max(p.size for p in lists[0]))
+    return np.empty(size, dtype=lists[0][0].dtype)
 
 
 def _like(scratch, a):
@@ -185,16 +228,17 @@ class SGD(Optimizer):
         lr = float(lr)
         momentum = float(self.momentum)
         if momentum == 0:
-            for p, g in zip(params, grads):
+            for p, g in zip(*_flat_lists(params, grads)):
                 g *= lr
                 p -= g
             return
         bufs = state["momentum_buffer"]
         first = bufs is None
         if first:  # torch fills the buffer with the first gradient
-            bufs = state["momentum_buffer"] = [g.copy() for g in grads]
+            bufs = state["momentum_buffer"] = _copy(grads)
+        params, grads, bufs = _flat_lists(params, grads, bufs)
         nesterov = self.nesterov
-        scratch = _scratch(state, params) if nesterov else None
+        scratch = _scratch([params]) if nesterov else None
         for p, g, b in zip(params, grads, bufs):
             for p_, g_, b_ in _blocks(p, g, b):
                 if not first:
@@ -279,8 +323,9 @@ class Adam(Optimizer):
         #   == (step_size * bc2) * m / (sqrt(v) + eps * bc2): one pass fewer.
         scaled_eps = eps * bias_correction2_sqrt
         scaled_step = step_size * bias_correction2_sqrt
-        scratch = _scratch(state, params)
-        for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+        lists = _flat_lists(params, grads, state["exp_avg"], state["exp_avg_sq"])
+        scratch = _scratch(lists)
+        for p, g, m, v in zip(*lists):
             for p_, g_, m_, v_ in _blocks(p, g, m, v):
                 m_ *= beta_1
                 m_ += np.multiply(g_, 1.0 - beta_1, out=_like(scratch, g_))
@@ -365,14 +410,15 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = _zeros_like(params)
         state["step"] += 1
         centered = self.centered
+        lists = [params, grads, state["square_avg"]]
+        if centered:
+            lists.append(state["grad_avg"])
+        if momentum > 0:
+            lists.append(state["momentum_buffer"])
+        lists = _flat_lists(*lists)
         # g is needed after g**2: a block-sized scratch buffer takes g**2.
-        scratch = _scratch(state, params)
-        for i, (p, g) in enumerate(zip(params, grads)):
-            arrays = [p, g, state["square_avg"][i]]
-            if centered:
-                arrays.append(state["grad_avg"][i])
-            if momentum > 0:
-                arrays.append(state["momentum_buffer"][i])
+        scratch = _scratch(lists)
+        for arrays in zip(*lists):
             for block in _blocks(*arrays):
                 p_, g_, v_ = block[:3]
                 s = np.multiply(g_, g_, out=_like(scratch, g_))
