@@ -11,6 +11,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils import gen_batches
 
+from ._flat import flat_base, packed_copy
 from ._network import Workspace, loss_and_gradients
 
 CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
@@ -87,7 +88,16 @@ class Trainer:
         # the model must go back to parameters whose loss was finite, or it
         # could not even predict. One copy per step, O(parameters), cheap next
         # to the batch's products.
-        self._previous = [p.copy() for p in self.params]
+        self._previous = packed_copy(self.params)
+        # Packed lists (see sklearn_bp._flat) are copied and checked as one
+        # array: one numpy call per step instead of one per layer.
+        flat_params = flat_base(self.params)
+        flat_grads = flat_base(workspace.coef_grads + workspace.intercept_grads)
+        self._params_flat = self.params if flat_params is None else [flat_params]
+        self._previous_flat = (
+            self._previous if flat_params is None else [self._previous[0].base]
+        )
+        self._grads_flat = None if flat_grads is None else [flat_grads]
 
     def run_epoch(self, X, Y, sample_weight, lr, epoch):
         """One pass over the data.
@@ -145,13 +155,13 @@ class Trainer:
                 self.activation, self.loss, self.alpha, self.workspace,
             )
         grads = coef_grads + intercept_grads
-        if not np.isfinite(value) or not _all_finite(grads):
+        if not np.isfinite(value) or not _all_finite(self._grads_flat or grads):
             self._roll_back()
             raise self._divergence(
                 f"The training loss or its gradient became non-finite at epoch "
                 f"{epoch}, batch {batch} (loss={value!r})", sample_weight, lr,
             )
-        for saved, p in zip(self._previous, self.params, strict=True):
+        for saved, p in zip(self._previous_flat, self._params_flat, strict=True):
             np.copyto(saved, p)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -161,7 +171,7 @@ class Trainer:
             # layers) is undone, so the parameters are never half-stepped.
             self._roll_back()
             raise
-        if not _all_finite(self.params):
+        if not _all_finite(self._params_flat):
             self._roll_back()
             raise self._divergence(
                 f"The update at epoch {epoch}, batch {batch} made the parameters "
