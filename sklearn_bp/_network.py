@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
 from ._flat import packed_empty
+from .activations import Activation
 
 
 def init_params(layer_units, activation, random_state, dtype=np.float64):
@@ -66,16 +67,27 @@ class Workspace:
         Largest batch the workspace serves; smaller batches use row views.
     dtype : numpy dtype
         Dtype of the parameters.
+    keep_Z : bool, default=True
+        Whether the backward pass needs the hidden pre-activations ``Z``; if
+        not (see :func:`needs_pre_activations`), ``A`` is computed in place in
+        ``Z``'s buffers and ``Z is A`` for the hidden layers.
     """
 
-    def __init__(self, layer_units, n_rows, dtype):
+    def __init__(self, layer_units, n_rows, dtype, keep_Z=True):
         widths = list(layer_units[1:])
+        hidden = widths[:-1]
         self.n_rows = n_rows
+        self.keep_Z = keep_Z
         self.Z = [np.empty((n_rows, w), dtype=dtype) for w in widths]
-        self.A = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
-        self.delta = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
-        # per hidden layer, for the activation's in-place backward hook
-        self.scratch = [np.empty((n_rows, w), dtype=dtype) for w in widths[:-1]]
+        if keep_Z:
+            self.A = [np.empty((n_rows, w), dtype=dtype) for w in hidden]
+        else:
+            self.A = self.Z[:-1]
+        self.delta = [np.empty((n_rows, w), dtype=dtype) for w in hidden]
+        # For the activation's in-place backward hook, which uses it for one
+        # layer at a time: one buffer of the widest layer's size serves all.
+        self._scratch = np.empty(n_rows * max(hidden, default=0), dtype=dtype)
+        self.scratch = self._scratch_views(n_rows, hidden)
         # packed like the parameters (coefs then intercepts): see init_params
         shapes = list(zip(layer_units[:-1], layer_units[1:]))
         grads = packed_empty(shapes + [(w,) for w in widths], dtype)
@@ -89,15 +101,35 @@ class Workspace:
         """
         if n == self.n_rows:
             return self.Z, self.A, self.delta, self.scratch
-        return tuple(
-            [b[:n] for b in buffers]
-            for buffers in (self.Z, self.A, self.delta, self.scratch)
+        Z = [b[:n] for b in self.Z]
+        A = [b[:n] for b in self.A] if self.keep_Z else Z[:-1]
+        delta = [b[:n] for b in self.delta]
+        return Z, A, delta, self._scratch_views(n, [b.shape[1] for b in delta])
+
+    def _scratch_views(self, n, widths):
+        return [self._scratch[: n * w].reshape(n, w) for w in widths]
+
+    def matches(self, layer_units, dtype, keep_Z=True):
+        """Whether the buffers fit this architecture, dtype and activation."""
+        units = [self.coef_grads[0].shape[0]] + [z.shape[1] for z in self.Z]
+        return (
+            units == list(layer_units)
+            and self.Z[0].dtype == dtype
+            and self.keep_Z == keep_Z
         )
 
-    def matches(self, layer_units, dtype):
-        """Whether the buffers fit this architecture and dtype."""
-        units = [self.coef_grads[0].shape[0]] + [z.shape[1] for z in self.Z]
-        return units == list(layer_units) and self.Z[0].dtype == dtype
+
+def needs_pre_activations(activation):
+    """Whether ``activation``'s backward hook reads ``Z`` (else ``A`` suffices).
+
+    The generic hook calls the public ``derivative(Z, A)``, which may read
+    ``Z``; a built-in hook that reads only ``A`` says so with the class
+    attribute ``_backprop_uses_Z = False``.
+    """
+    hook = type(activation)._backprop_into
+    return hook is Activation._backprop_into or getattr(
+        activation, "_backprop_uses_Z", True
+    )
 
 
 def _product_into(A, W, out):
@@ -266,7 +298,9 @@ def loss_and_gradients(
     n = X.shape[0]
     if workspace is None:
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
-        workspace = Workspace(units, n, coefs[0].dtype)
+        workspace = Workspace(
+            units, n, coefs[0].dtype, keep_Z=needs_pre_activations(activation)
+        )
     Z, A, deltas, scratch = workspace.rows(n)
     weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
     raw = forward(coefs, intercepts, X, activation, Z, A)

@@ -12,7 +12,7 @@ from scipy import sparse
 from sklearn.utils import gen_batches
 
 from ._flat import flat_base, packed_copy
-from ._network import Workspace, loss_and_gradients
+from ._network import Workspace, loss_and_gradients, needs_pre_activations
 
 CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
 
@@ -75,8 +75,13 @@ class Trainer:
         self.rng = rng
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
         dtype = coefs[0].dtype
-        if workspace is None or workspace.n_rows != batch_size or not workspace.matches(units, dtype):
-            workspace = Workspace(units, batch_size, dtype)
+        keep_Z = needs_pre_activations(activation)
+        if (
+            workspace is None
+            or workspace.n_rows != batch_size
+            or not workspace.matches(units, dtype, keep_Z)
+        ):
+            workspace = Workspace(units, batch_size, dtype, keep_Z)
         self.workspace = workspace
         self._batch_buffers = None
         # Largest lr * alpha / (batch weight) seen, with that batch weight: a

@@ -134,6 +134,8 @@ class Identity(Activation):
     array([[-1.,  2.]])
     """
 
+    _backprop_uses_Z = False  # the backward hook reads only A
+
     def forward(self, Z):
         return Z.copy()
 
@@ -170,6 +172,8 @@ class Logistic(Activation):
 
     glorot_factor = 2.0
 
+    _backprop_uses_Z = False  # the backward hook reads only A
+
     def forward(self, Z):
         return expit(Z)
 
@@ -201,6 +205,8 @@ class Tanh(Activation):
     >>> Tanh().derivative(np.array([[0.0]]), np.array([[0.0]]))
     array([[1.]])
     """
+
+    _backprop_uses_Z = False  # the backward hook reads only A
 
     def forward(self, Z):
         return np.tanh(Z)
@@ -237,6 +243,8 @@ class ReLU(Activation):
     >>> ReLU().forward(np.array([[-1.0, 2.0]]))
     array([[0., 2.]])
     """
+
+    _backprop_uses_Z = False  # the backward hook reads only A
 
     def forward(self, Z):
         return np.maximum(Z, 0)
