@@ -479,7 +479,9 @@ class BaseBackprop(
             ) from exc
         sw_train = None if sample_weight is None else sample_weight[train]
         sw_val = None if sample_weight is None else sample_weight[val]
-        validation = (X[val], Y[val], sw_val)
+        # (Y may be stored compactly, e.g. uint8 indicators: the held-out
+        # part is given to the loss and the score in the parameters' dtype)
+        validation = (X[val], Y[val].astype(X.dtype, copy=False), sw_val)
         return X[train], Y[train], sw_train, _take_rows(y, train), validation
 
     def _report_epoch(self, epoch, lr, seconds):

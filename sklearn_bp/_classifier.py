@@ -40,6 +40,19 @@ def _check_classification_targets(y):
         ) from exc
 
 
+
+def _binarize(binarizer, y, chunk=1 << 15):
+    """``binarizer.transform(y)`` as a uint8 array, computed chunk by chunk."""
+    n_samples = y.shape[0]
+    first = binarizer.transform(y[:chunk]).astype(np.uint8)
+    if n_samples <= chunk:
+        return first
+    Y = np.empty((n_samples, first.shape[1]), dtype=np.uint8)
+    Y[:chunk] = first
+    for start in range(chunk, n_samples, chunk):
+        Y[start : start + chunk] = binarizer.transform(y[start : start + chunk])
+    return Y
+
 class BackpropClassifier(ClassifierMixin, BaseBackprop):
     """Feed-forward neural network classifier trained by backpropagation.
 
@@ -310,7 +323,10 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
                         "partial_fit call."
                     )
         self.out_activation_ = self._loss.out_activation_name
-        Y = self._label_binarizer.transform(y).astype(dtype, copy=False)
+        # 0/1 indicators kept as uint8 (an eighth of float64; the training
+        # loop converts each batch to the parameters' dtype), built in chunks
+        # so that the binarizer's int64 output never exists for all rows.
+        Y = _binarize(self._label_binarizer, y)
         stratify = None if self._multilabel else y
         return Y, stratify
 

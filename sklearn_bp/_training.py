@@ -84,6 +84,7 @@ class Trainer:
             workspace = Workspace(units, batch_size, dtype, keep_Z)
         self.workspace = workspace
         self._batch_buffers = None
+        self._target_buffer = None
         # Largest lr * alpha / (batch weight) seen, with that batch weight: a
         # step it made huge can make a later batch diverge (_penalty_hint).
         self._penalty_rate = (0.0, None)
@@ -226,7 +227,7 @@ class Trainer:
         """The batch's rows: views when not shuffled, else copies into buffers."""
         if order is None:
             sw = None if sample_weight is None else sample_weight[rows]
-            return X[rows], Y[rows], sw
+            return X[rows], self._in_param_dtype(Y[rows]), sw
         idx = order[rows]
         if sparse.issparse(X):
             Xb = X[idx]
@@ -243,7 +244,25 @@ class Trainer:
         else:
             Yb = np.take(Y, idx, axis=0, out=self._batch_buffers[1][: idx.shape[0]])
         sw = None if sample_weight is None else sample_weight[idx]
-        return Xb, Yb, sw
+        return Xb, self._in_param_dtype(Yb), sw
+
+    def _in_param_dtype(self, Yb):
+        """The batch's targets in the parameters' dtype.
+
+        A classifier keeps its 0/1 targets compactly (uint8); the loss gets
+        each batch converted into a buffer of the parameters' dtype.
+        """
+        dtype = self.coefs[0].dtype
+        if Yb.dtype == dtype:
+            return Yb
+        buffer = self._target_buffer
+        if buffer is None or buffer.shape[1] != Yb.shape[1] or buffer.dtype != dtype:
+            buffer = self._target_buffer = np.empty(
+                (self.batch_size, Yb.shape[1]), dtype=dtype
+            )
+        out = buffer[: Yb.shape[0]]
+        np.copyto(out, Yb)
+        return out
 
 
 class Monitor:
