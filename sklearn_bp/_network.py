@@ -71,9 +71,12 @@ class Workspace:
         Whether the backward pass needs the hidden pre-activations ``Z``; if
         not (see :func:`needs_pre_activations`), ``A`` is computed in place in
         ``Z``'s buffers and ``Z is A`` for the hidden layers.
+    scratch_dtype : numpy dtype, default=None
+        Dtype of the activation hook's scratch buffer (``None``: ``dtype``);
+        the ReLU's holds a boolean mask.
     """
 
-    def __init__(self, layer_units, n_rows, dtype, keep_Z=True):
+    def __init__(self, layer_units, n_rows, dtype, keep_Z=True, scratch_dtype=None):
         widths = list(layer_units[1:])
         hidden = widths[:-1]
         self.n_rows = n_rows
@@ -86,7 +89,10 @@ class Workspace:
         self.delta = [np.empty((n_rows, w), dtype=dtype) for w in hidden]
         # For the activation's in-place backward hook, which uses it for one
         # layer at a time: one buffer of the widest layer's size serves all.
-        self._scratch = np.empty(n_rows * max(hidden, default=0), dtype=dtype)
+        self._scratch = np.empty(
+            n_rows * max(hidden, default=0),
+            dtype=dtype if scratch_dtype is None else scratch_dtype,
+        )
         self.scratch = self._scratch_views(n_rows, hidden)
         # packed like the parameters (coefs then intercepts): see init_params
         shapes = list(zip(layer_units[:-1], layer_units[1:]))
@@ -109,13 +115,14 @@ class Workspace:
     def _scratch_views(self, n, widths):
         return [self._scratch[: n * w].reshape(n, w) for w in widths]
 
-    def matches(self, layer_units, dtype, keep_Z=True):
+    def matches(self, layer_units, dtype, keep_Z=True, scratch_dtype=None):
         """Whether the buffers fit this architecture, dtype and activation."""
         units = [self.coef_grads[0].shape[0]] + [z.shape[1] for z in self.Z]
         return (
             units == list(layer_units)
             and self.Z[0].dtype == dtype
             and self.keep_Z == keep_Z
+            and self._scratch.dtype == (dtype if scratch_dtype is None else scratch_dtype)
         )
 
 
@@ -299,7 +306,8 @@ def loss_and_gradients(
     if workspace is None:
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
         workspace = Workspace(
-            units, n, coefs[0].dtype, keep_Z=needs_pre_activations(activation)
+            units, n, coefs[0].dtype, keep_Z=needs_pre_activations(activation),
+            scratch_dtype=getattr(activation, "_scratch_dtype", None),
         )
     Z, A, deltas, scratch = workspace.rows(n)
     weight_sum = n if sample_weight is None else float(np.sum(sample_weight))

@@ -76,12 +76,13 @@ class Trainer:
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
         dtype = coefs[0].dtype
         keep_Z = needs_pre_activations(activation)
+        scratch_dtype = getattr(activation, "_scratch_dtype", None)
         if (
             workspace is None
             or workspace.n_rows != batch_size
-            or not workspace.matches(units, dtype, keep_Z)
+            or not workspace.matches(units, dtype, keep_Z, scratch_dtype)
         ):
-            workspace = Workspace(units, batch_size, dtype, keep_Z)
+            workspace = Workspace(units, batch_size, dtype, keep_Z, scratch_dtype)
         self.workspace = workspace
         self._batch_buffers = None
         self._target_buffer = None

@@ -245,6 +245,7 @@ class ReLU(Activation):
     """
 
     _backprop_uses_Z = False  # the backward hook reads only A
+    _scratch_dtype = np.bool_  # its scratch holds a 0/1 mask
 
     def forward(self, Z):
         return np.maximum(Z, 0)

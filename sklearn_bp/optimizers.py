@@ -238,16 +238,17 @@ class SGD(Optimizer):
             bufs = state["momentum_buffer"] = _copy(grads)
         params, grads, bufs = _flat_lists(params, grads, bufs)
         nesterov = self.nesterov
-        scratch = _scratch([params]) if nesterov else None
         for p, g, b in zip(params, grads, bufs):
             for p_, g_, b_ in _blocks(p, g, b):
                 if not first:
                     b_ *= momentum
                     b_ += g_  # buf = momentum * buf + g
                 if nesterov:
-                    # g + momentum * buf, accumulated in g's buffer
-                    g_ += np.multiply(b_, momentum, out=_like(scratch, b_))
-                    g_ *= lr
+                    # lr * (g + momentum * buf) == (lr * momentum) *
+                    # (g / momentum + buf): in g's buffer, with no temporary
+                    g_ *= 1.0 / momentum
+                    g_ += b_
+                    g_ *= lr * momentum
                     p_ -= g_
                 else:
                     p_ -= np.multiply(b_, lr, out=g_)  # g is free: it takes lr * buf
@@ -324,11 +325,14 @@ class Adam(Optimizer):
         scaled_eps = eps * bias_correction2_sqrt
         scaled_step = step_size * bias_correction2_sqrt
         lists = _flat_lists(params, grads, state["exp_avg"], state["exp_avg_sq"])
-        scratch = _scratch(lists)
         for p, g, m, v in zip(*lists):
             for p_, g_, m_, v_ in _blocks(p, g, m, v):
-                m_ *= beta_1
-                m_ += np.multiply(g_, 1.0 - beta_1, out=_like(scratch, g_))
+                # beta_1 * m + (1 - beta_1) * g
+                #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
+                # in m's buffer, with no temporary (g is still needed)
+                m_ *= beta_1 / (1.0 - beta_1)
+                m_ += g_
+                m_ *= 1.0 - beta_1
                 g_ *= g_
                 g_ *= 1.0 - beta_2
                 v_ *= beta_2
