@@ -77,7 +77,7 @@ def peak_fit_memory(template, X, y):
 
 def layer_shapes(n_features, hidden_layer_sizes, n_outputs):
     units = [n_features, *hidden_layer_sizes, n_outputs]
-    return list(zip(units[:-1], units[1:]))
+    return list(zip(units[:-1], units[1:], strict=False))
 
 
 def gemm_rate(shapes, batch_size, dtype, min_seconds=0.3, rounds=5):

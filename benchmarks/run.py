@@ -67,7 +67,10 @@ def machine():
     except OSError:
         pass
     blas = [
-        {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+        {
+            k: info.get(k)
+            for k in ("internal_api", "version", "architecture", "num_threads")
+        }
         for info in threadpool_info()
     ]
     return {
@@ -86,7 +89,9 @@ def machine():
 
 def score(est, X, y, task):
     pred = est.predict(X)
-    return float(accuracy_score(y, pred) if task == "classification" else r2_score(y, pred))
+    return float(
+        accuracy_score(y, pred) if task == "classification" else r2_score(y, pred)
+    )
 
 
 def run_row(w, dtype_name, X, y, args):
@@ -130,8 +135,12 @@ def run_row(w, dtype_name, X, y, args):
         row["gemm_rate_gflops"] = None  # the first layer is a sparse product
         row["gemm_fraction_ours"] = row["gemm_fraction_mlp"] = None
     else:
-        rate = gemm_rate(shapes, w.batch_size, DTYPES[dtype_name],
-                         min_seconds=0.2 if args.quick else 0.6)
+        rate = gemm_rate(
+            shapes,
+            w.batch_size,
+            DTYPES[dtype_name],
+            min_seconds=0.2 if args.quick else 0.6,
+        )
         limit = gemm_limit_seconds(X.shape[0], shapes, rate)
         performed = performed_gemm_seconds(X.shape[0], shapes, rate)
         row["gemm_rate_gflops"] = rate / 1e9
@@ -155,7 +164,9 @@ def summarize(rows):
         "geomean_ratio_W1_W4": math.exp(np.mean(np.log(ratios))) if ratios else None,
         "rows_in_geomean": len(ratios),
         "max_ratio": max(r["ratio"] for r in rows) if rows else None,
-        "max_ratio_row": max(rows, key=lambda r: r["ratio"])["workload"] if rows else None,
+        "max_ratio_row": max(rows, key=lambda r: r["ratio"])["workload"]
+        if rows
+        else None,
     }
     for r in rows:
         if r["workload"] == "W4":
@@ -203,7 +214,10 @@ def table(rows, columns, rst=False):
         cells.append([_fmt(get(r), spec) for _, get, spec in columns])
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
     lines = [
-        "  ".join(c.rjust(w) if j > 1 else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
+        "  ".join(
+            c.rjust(w) if j > 1 else c.ljust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in cells
     ]
     if rst:
@@ -218,33 +232,51 @@ def report(result, rst=False):
     out = [table(rows, COLUMNS, rst)]
     predict_rows = [r for r in rows if "predict_s_ours" in r]
     if predict_rows:
-        out += ["", "predict() on the training set:" if not rst else "", table(predict_rows, PREDICT_COLUMNS, rst)]
+        out += [
+            "",
+            "predict() on the training set:" if not rst else "",
+            table(predict_rows, PREDICT_COLUMNS, rst),
+        ]
     s = result["summary"]
     out += [
         "",
-        f"geometric mean of the s/epoch ratio over W1-W4 x dtypes ({s['rows_in_geomean']} rows): "
-        f"{_fmt(s['geomean_ratio_W1_W4'], '.3f')}; largest ratio {_fmt(s['max_ratio'], '.3f')} "
+        "geometric mean of the s/epoch ratio over W1-W4 x dtypes "
+        f"({s['rows_in_geomean']} rows): {_fmt(s['geomean_ratio_W1_W4'], '.3f')}; "
+        f"largest ratio {_fmt(s['max_ratio'], '.3f')} "
         f"({s['max_ratio_row']})",
     ]
     for key in ("W4_gemm_fraction_float64", "W4_gemm_fraction_float32"):
         if key in s:
             out.append(f"{key}: {_fmt(s[key], '.3f')}")
     if "memory_ours_le_mlp_every_row" in s:
-        out.append(f"peak memory <= MLP's on every row: {s['memory_ours_le_mlp_every_row']}")
+        out.append(
+            f"peak memory <= MLP's on every row: {s['memory_ours_le_mlp_every_row']}"
+        )
     return "\n".join(out)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer epochs and repeats (< 2 min)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="fits per estimator, alternating the order (default 5, quick 2)")
-    p.add_argument("--only", default=None, help="comma-separated workload names, e.g. W2,W4")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer epochs and repeats (< 2 min)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="fits per estimator, alternating the order (default 5, quick 2)",
+    )
+    p.add_argument(
+        "--only", default=None, help="comma-separated workload names, e.g. W2,W4"
+    )
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc fits")
-    p.add_argument("--output", default=None,
-                   help="JSON file (default benchmarks/results/bench-<time>.json, "
-                        "also copied to latest.json)")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="JSON file (default benchmarks/results/bench-<time>.json, "
+        "also copied to latest.json)",
+    )
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
@@ -259,13 +291,23 @@ def main(argv=None):
         selected = [w for w in WORKLOADS if w.name in names]
     dtypes = args.dtypes.split(",")
     info = machine()
-    print(f"{info['cpu']} ({info['n_cpus']} CPUs); numpy {info['numpy']}, "
-          f"scikit-learn {info['scikit-learn']}, sklearn_bp {info['sklearn_bp']}")
-    print("BLAS:", ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']} "
-                             f"x{b['num_threads']}" for b in info["blas"]))
+    print(
+        f"{info['cpu']} ({info['n_cpus']} CPUs); numpy {info['numpy']}, "
+        f"scikit-learn {info['scikit-learn']}, sklearn_bp {info['sklearn_bp']}"
+    )
+    print(
+        "BLAS:",
+        ", ".join(
+            f"{b['internal_api']} {b['version']} {b['architecture']} "
+            f"x{b['num_threads']}"
+            for b in info["blas"]
+        ),
+    )
     if info["OPENBLAS_CORETYPE"]:
-        print(f"note: OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']} forces that kernel; "
-              "unset it (and OPENBLAS_L2_SIZE) to measure numpy's own choice.")
+        print(
+            f"note: OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']} forces that kernel; "
+            "unset it (and OPENBLAS_L2_SIZE) to measure numpy's own choice."
+        )
     start = time.perf_counter()
     rows = []
     data_cache = {}
@@ -278,8 +320,12 @@ def main(argv=None):
             X, y = data_cache[key]
             row = run_row(w, dtype_name, X, y, args)
             rows.append(row)
-            print(f"  {w.name:6s} {dtype_name}: ours {row['s_per_epoch_ours']:.4f} s/epoch, "
-                  f"MLP {row['s_per_epoch_mlp']:.4f}, ratio {row['ratio']:.3f}", flush=True)
+            print(
+                f"  {w.name:6s} {dtype_name}: "
+                f"ours {row['s_per_epoch_ours']:.4f} s/epoch, "
+                f"MLP {row['s_per_epoch_mlp']:.4f}, ratio {row['ratio']:.3f}",
+                flush=True,
+            )
     info["load_average_end"] = os.getloadavg()
     result = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),

@@ -1,4 +1,4 @@
-"""The benchmark workloads: data, architecture and the equal settings of both estimators.
+"""Benchmark workloads: data, architecture and equal settings of both estimators.
 
 Every workload is fixed work: ``max_iter`` epochs with ``tol=0`` and a huge
 ``n_iter_no_change``, so that neither estimator stops early, the same
@@ -122,8 +122,12 @@ def _sparse_text_like(n_samples, n_features, density, n_classes, seed):
         rng = np.random.RandomState(seed)
         y = rng.randint(n_classes, size=n_samples)
         X = sparse.random(
-            n_samples, n_features, density=density, format="csr",
-            random_state=rng, dtype=np.float64,
+            n_samples,
+            n_features,
+            density=density,
+            format="csr",
+            random_state=rng,
+            dtype=np.float64,
         )
         # class-specific words: each class owns a block of 50 features
         rows = np.repeat(np.arange(n_samples), 5)
@@ -141,33 +145,74 @@ _W2_DATA = _classification(50_000, 100, 10, 0)
 
 WORKLOADS = [
     Workload(
-        "W1", "load_digits 1797x64, (100,), adam, batch 200",
-        "classification", _digits, (100,), "adam", 200, epochs=60, epochs_quick=20,
+        "W1",
+        "load_digits 1797x64, (100,), adam, batch 200",
+        "classification",
+        _digits,
+        (100,),
+        "adam",
+        200,
+        epochs=60,
+        epochs_quick=20,
     ),
     Workload(
-        "W2", "50,000x100 synthetic 10-class, (256, 128), adam, batch 200",
-        "classification", _W2_DATA, (256, 128), "adam",
-        200, epochs=4, epochs_quick=1, predict=True,
+        "W2",
+        "50,000x100 synthetic 10-class, (256, 128), adam, batch 200",
+        "classification",
+        _W2_DATA,
+        (256, 128),
+        "adam",
+        200,
+        epochs=4,
+        epochs_quick=1,
+        predict=True,
     ),
     Workload(
-        "W3", "50,000x100 synthetic regression (standardised y), (256, 128), sgd, "
-        "batch 200",
-        "regression", _regression(50_000, 100, 0), (256, 128), "sgd", 200,
-        epochs=4, epochs_quick=1,
+        "W3",
+        "50,000x100 synthetic regression (standardised y), (256, 128), sgd, batch 200",
+        "regression",
+        _regression(50_000, 100, 0),
+        (256, 128),
+        "sgd",
+        200,
+        epochs=4,
+        epochs_quick=1,
     ),
     Workload(
-        "W4", "20,000x784 10-class, (1024, 1024), adam, batch 256",
-        "classification", _classification(20_000, 784, 10, 0), (1024, 1024), "adam",
-        256, epochs=2, epochs_quick=1, predict=True,
+        "W4",
+        "20,000x784 10-class, (1024, 1024), adam, batch 256",
+        "classification",
+        _classification(20_000, 784, 10, 0),
+        (1024, 1024),
+        "adam",
+        256,
+        epochs=2,
+        epochs_quick=1,
+        predict=True,
     ),
     Workload(
-        "W2-L2", "W2 with alpha=1e-4 (L2 penalty)",
-        "classification", _W2_DATA, (256, 128), "adam",
-        200, epochs=4, epochs_quick=1, alpha=1e-4, in_geomean=False,
+        "W2-L2",
+        "W2 with alpha=1e-4 (L2 penalty)",
+        "classification",
+        _W2_DATA,
+        (256, 128),
+        "adam",
+        200,
+        epochs=4,
+        epochs_quick=1,
+        alpha=1e-4,
+        in_geomean=False,
     ),
     Workload(
-        "S1", "sparse CSR 20,000x10,000 (0.5% dense) 10-class, (256,), adam, batch 200",
-        "classification", _sparse_text_like(20_000, 10_000, 0.005, 10, 0), (256,),
-        "adam", 200, epochs=3, epochs_quick=1, in_geomean=False,
+        "S1",
+        "sparse CSR 20,000x10,000 (0.5% dense) 10-class, (256,), adam, batch 200",
+        "classification",
+        _sparse_text_like(20_000, 10_000, 0.005, 10, 0),
+        (256,),
+        "adam",
+        200,
+        epochs=3,
+        epochs_quick=1,
+        in_geomean=False,
     ),
 ]

@@ -18,7 +18,7 @@ def packed_empty(shapes, dtype):
     sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
     flat = np.empty(sum(sizes), dtype=dtype)
     views, start = [], 0
-    for shape, size in zip(shapes, sizes):
+    for shape, size in zip(shapes, sizes, strict=True):
         views.append(flat[start : start + size].reshape(shape))
         start += size
     return views
@@ -34,7 +34,7 @@ def packed_zeros_like(arrays):
 def packed_copy(arrays):
     """A packed copy of ``arrays``."""
     views = packed_empty([a.shape for a in arrays], arrays[0].dtype)
-    for v, a in zip(views, arrays):
+    for v, a in zip(views, arrays, strict=True):
         np.copyto(v, a)
     return views
 

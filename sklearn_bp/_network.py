@@ -45,10 +45,10 @@ def init_params(layer_units, activation, random_state, dtype=np.float64):
         :mod:`sklearn_bp._flat`), so the optimizer can update them in one pass.
     """
     rng = check_random_state(random_state)
-    shapes = list(zip(layer_units[:-1], layer_units[1:]))
+    shapes = list(zip(layer_units[:-1], layer_units[1:], strict=False))
     params = packed_empty(shapes + [(fan_out,) for _, fan_out in shapes], dtype)
     coefs, intercepts = params[: len(shapes)], params[len(shapes) :]
-    for W, b, (fan_in, fan_out) in zip(coefs, intercepts, shapes):
+    for W, b, (fan_in, fan_out) in zip(coefs, intercepts, shapes, strict=True):
         bound = np.sqrt(activation.glorot_factor / (fan_in + fan_out))
         # the draws and their order are MLPClassifier's
         W[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
@@ -95,7 +95,7 @@ class Workspace:
         )
         self.scratch = self._scratch_views(n_rows, hidden)
         # packed like the parameters (coefs then intercepts): see init_params
-        shapes = list(zip(layer_units[:-1], layer_units[1:]))
+        shapes = list(zip(layer_units[:-1], layer_units[1:], strict=False))
         grads = packed_empty(shapes + [(w,) for w in widths], dtype)
         self.coef_grads = grads[: len(shapes)]
         self.intercept_grads = grads[len(shapes) :]
@@ -122,7 +122,8 @@ class Workspace:
             units == list(layer_units)
             and self.Z[0].dtype == dtype
             and self.keep_Z == keep_Z
-            and self._scratch.dtype == (dtype if scratch_dtype is None else scratch_dtype)
+            and self._scratch.dtype
+            == (dtype if scratch_dtype is None else scratch_dtype)
         )
 
 
@@ -174,7 +175,9 @@ def _weight_gradient_into(inputs, delta, W, l2, out):
     np.multiply(W, l2, out=out)
     # In Fortran order out.T is (fan_out, fan_in) = delta.T @ inputs + out.T;
     # every operand is passed as a view, so nothing is copied.
-    result = gemm(1.0, delta.T, inputs.T, beta=1.0, c=out.T, trans_b=True, overwrite_c=True)
+    result = gemm(
+        1.0, delta.T, inputs.T, beta=1.0, c=out.T, trans_b=True, overwrite_c=True
+    )
     if not np.shares_memory(result, out):  # never expected; stay correct
         out.T[...] = result
     return out

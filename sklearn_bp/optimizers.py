@@ -8,6 +8,7 @@ time, as in ``torch.optim``, so a learning-rate schedule never changes the
 buffers.
 """
 
+import functools
 import weakref
 from numbers import Real
 
@@ -129,7 +130,7 @@ def _blocks(*arrays):
 _PACKED = {}
 
 
-def _forget(ref, key):
+def _forget(ref, *, key):
     if _PACKED.get(key, (None,))[0] is ref:
         del _PACKED[key]
 
@@ -147,14 +148,14 @@ def _flat_lists(*lists):
     entry = _PACKED.get(id(owner))
     if entry is not None and entry[0]() is owner and entry[1] == key:
         bases = [lst[0].base for lst in lists]
-        if all(a.base is b for lst, b in zip(lists, bases) for a in lst):
+        if all(a.base is b for lst, b in zip(lists, bases, strict=True) for a in lst):
             return [[b] for b in bases]
     bases = [flat_base(lst) for lst in lists]
     shapes = [a.shape for a in lists[0]]
     if all(b is not None for b in bases) and all(
         [a.shape for a in lst] == shapes for lst in lists
     ):
-        ref = weakref.ref(owner, lambda r, i=id(owner): _forget(r, i))
+        ref = weakref.ref(owner, functools.partial(_forget, key=id(owner)))
         _PACKED[id(owner)] = (ref, key)
         return [[b] for b in bases]
     return lists
@@ -228,7 +229,7 @@ class SGD(Optimizer):
         lr = float(lr)
         momentum = float(self.momentum)
         if momentum == 0:
-            for p, g in zip(*_flat_lists(params, grads)):
+            for p, g in zip(*_flat_lists(params, grads), strict=True):
                 g *= lr
                 p -= g
             return
@@ -238,7 +239,7 @@ class SGD(Optimizer):
             bufs = state["momentum_buffer"] = _copy(grads)
         params, grads, bufs = _flat_lists(params, grads, bufs)
         nesterov = self.nesterov
-        for p, g, b in zip(params, grads, bufs):
+        for p, g, b in zip(params, grads, bufs, strict=True):
             for p_, g_, b_ in _blocks(p, g, b):
                 if not first:
                     b_ *= momentum
@@ -325,7 +326,7 @@ class Adam(Optimizer):
         scaled_eps = eps * bias_correction2_sqrt
         scaled_step = step_size * bias_correction2_sqrt
         lists = _flat_lists(params, grads, state["exp_avg"], state["exp_avg_sq"])
-        for p, g, m, v in zip(*lists):
+        for p, g, m, v in zip(*lists, strict=True):
             for p_, g_, m_, v_ in _blocks(p, g, m, v):
                 # beta_1 * m + (1 - beta_1) * g
                 #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
@@ -422,7 +423,7 @@ class RMSprop(Optimizer):
         lists = _flat_lists(*lists)
         # g is needed after g**2: a block-sized scratch buffer takes g**2.
         scratch = _scratch(lists)
-        for arrays in zip(*lists):
+        for arrays in zip(*lists, strict=True):
             for block in _blocks(*arrays):
                 p_, g_, v_ = block[:3]
                 s = np.multiply(g_, g_, out=_like(scratch, g_))
