@@ -23,8 +23,9 @@ def _row(name, model, X, y, cv, scoring):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        result = cross_validate(make_pipeline(StandardScaler(), model), X, y, cv=cv,
-                                scoring=scoring)
+        result = cross_validate(
+            make_pipeline(StandardScaler(), model), X, y, cv=cv, scoring=scoring
+        )
     wall = time.perf_counter() - start
     scores = result["test_score"]
     fit_time = np.mean(result["fit_time"])
@@ -34,37 +35,76 @@ def _row(name, model, X, y, cv, scoring):
 def main():
     """Run the demo and print a table."""
     print(f"sklearn_bp {__version__}: 5-fold cross-validation, StandardScaler + model")
-    print("(same architecture, optimizer, batch size, learning rate and epochs for both)\n")
+    print(
+        "(same architecture, optimizer, batch size, learning rate and epochs for both)\n"
+    )
     rows = []
 
     X, y = load_digits(return_X_y=True)
-    settings = dict(hidden_layer_sizes=(100,), learning_rate_init=1e-3, max_iter=60,
-                    batch_size=200, random_state=0, tol=0.0, n_iter_no_change=1000)
+    settings = dict(
+        hidden_layer_sizes=(100,),
+        learning_rate_init=1e-3,
+        max_iter=60,
+        batch_size=200,
+        random_state=0,
+        tol=0.0,
+        n_iter_no_change=1000,
+    )
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    rows.append(("digits (1797 x 64, 10 classes), accuracy", [
-        _row("BackpropClassifier", BackpropClassifier(**settings), X, y, cv, "accuracy"),
-        _row("MLPClassifier", MLPClassifier(**settings), X, y, cv, "accuracy"),
-    ]))
+    rows.append(
+        (
+            "digits (1797 x 64, 10 classes), accuracy",
+            [
+                _row(
+                    "BackpropClassifier",
+                    BackpropClassifier(**settings),
+                    X,
+                    y,
+                    cv,
+                    "accuracy",
+                ),
+                _row("MLPClassifier", MLPClassifier(**settings), X, y, cv, "accuracy"),
+            ],
+        )
+    )
 
     X, y = load_diabetes(return_X_y=True)
     y = (y - y.mean()) / y.std()
-    settings = dict(hidden_layer_sizes=(64,), learning_rate_init=1e-2, max_iter=100,
-                    batch_size=32, alpha=1e-2, random_state=0, tol=0.0,
-                    n_iter_no_change=1000)
+    settings = dict(
+        hidden_layer_sizes=(64,),
+        learning_rate_init=1e-2,
+        max_iter=100,
+        batch_size=32,
+        alpha=1e-2,
+        random_state=0,
+        tol=0.0,
+        n_iter_no_change=1000,
+    )
     cv = KFold(5, shuffle=True, random_state=0)
-    rows.append(("diabetes (442 x 10, standardised target), R^2", [
-        _row("BackpropRegressor", BackpropRegressor(**settings), X, y, cv, "r2"),
-        _row("MLPRegressor", MLPRegressor(**settings), X, y, cv, "r2"),
-    ]))
+    rows.append(
+        (
+            "diabetes (442 x 10, standardised target), R^2",
+            [
+                _row(
+                    "BackpropRegressor", BackpropRegressor(**settings), X, y, cv, "r2"
+                ),
+                _row("MLPRegressor", MLPRegressor(**settings), X, y, cv, "r2"),
+            ],
+        )
+    )
 
-    header = f"{'model':<20} {'score':>16} {'fit s/fold':>11} {'ratio':>6} {'wall s':>7}"
+    header = (
+        f"{'model':<20} {'score':>16} {'fit s/fold':>11} {'ratio':>6} {'wall s':>7}"
+    )
     for title, results in rows:
         print(title)
         print(header)
         ref_fit = results[1][3]
         for name, mean, std, fit_time, wall in results:
-            print(f"{name:<20} {mean:>9.4f} ± {std:<5.3f} {fit_time:>11.3f} "
-                  f"{fit_time / ref_fit:>6.2f} {wall:>7.2f}")
+            print(
+                f"{name:<20} {mean:>9.4f} ± {std:<5.3f} {fit_time:>11.3f} "
+                f"{fit_time / ref_fit:>6.2f} {wall:>7.2f}"
+            )
         print()
     print("ratio = fit time relative to scikit-learn's MLP on the same folds.")
 

@@ -24,7 +24,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from . import _network
 from ._callbacks import CallbackSupportMixin, fitted_state, root_context
@@ -76,14 +80,20 @@ class BaseBackprop(
     """
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "activation": [StrOptions(set(ACTIVATIONS)), Activation],
         "optimizer": [StrOptions(set(OPTIMIZERS)), Optimizer],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
         "random_state": ["random_state"],
@@ -242,7 +252,9 @@ class BaseBackprop(
         if sample_weight is not None:
             # A partial_fit call whose weights are all zero is allowed (it
             # changes nothing); fit raises scikit-learn's own error.
-            zero_ok = {"allow_all_zero_weights": incremental} if _HAS_ZERO_WEIGHT_KW else {}
+            zero_ok = (
+                {"allow_all_zero_weights": incremental} if _HAS_ZERO_WEIGHT_KW else {}
+            )
             with _numbers_too_large_are_value_errors():
                 sample_weight = _check_sample_weight(
                     sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **zero_ok
@@ -257,7 +269,9 @@ class BaseBackprop(
 
     def _layer_units(self, n_features, n_outputs):
         hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
-        if hidden.ndim != 1 or (hidden.size and not np.issubdtype(hidden.dtype, np.integer)):
+        if hidden.ndim != 1 or (
+            hidden.size and not np.issubdtype(hidden.dtype, np.integer)
+        ):
             raise ValueError(
                 "hidden_layer_sizes must be an int or a sequence of ints; got "
                 f"{self.hidden_layer_sizes!r}."
@@ -338,13 +352,23 @@ class BaseBackprop(
         data = dict(
             X=X,
             y=y,
-            metadata=None if sample_weight is None else {"sample_weight": sample_weight},
+            metadata=None
+            if sample_weight is None
+            else {"sample_weight": sample_weight},
         )
         ctx.call_on_fit_task_begin(estimator=self, **data)
         try:
             converged = self._run_epochs(
-                trainer, X, Y, sample_weight, validation, best_params, ctx, data,
-                n_epochs=n_epochs, incremental=incremental,
+                trainer,
+                X,
+                Y,
+                sample_weight,
+                validation,
+                best_params,
+                ctx,
+                data,
+                n_epochs=n_epochs,
+                incremental=incremental,
             )
         except (DivergenceError, KeyboardInterrupt) as exc:
             self._sync_monitor_attributes(early_stopping)
@@ -372,7 +396,7 @@ class BaseBackprop(
             )
         if early_stopping and self.n_iter_ > 0:
             # Restore the best parameters in place: coefs_ stay the live arrays.
-            for saved, p in zip(best_params, trainer.params):
+            for saved, p in zip(best_params, trainer.params, strict=True):
                 np.copyto(p, saved)
         self._sync_monitor_attributes(early_stopping)
         ctx.call_on_fit_task_end(
@@ -401,8 +425,20 @@ class BaseBackprop(
         self._workspace = trainer.workspace
         return trainer
 
-    def _run_epochs(self, trainer, X, Y, sample_weight, validation, best_params,
-                    ctx, data, *, n_epochs, incremental):
+    def _run_epochs(
+        self,
+        trainer,
+        X,
+        Y,
+        sample_weight,
+        validation,
+        best_params,
+        ctx,
+        data,
+        *,
+        n_epochs,
+        incremental,
+    ):
         """Run up to ``n_epochs`` epochs; return whether training stopped by itself."""
         monitor = self._monitor
         for _ in range(n_epochs):
@@ -423,7 +459,7 @@ class BaseBackprop(
             val_score = self._record_validation(validation)
             decision, improved = monitor.update(epoch_loss, val_score, self.t_)
             if improved:
-                for saved, p in zip(best_params, trainer.params):
+                for saved, p in zip(best_params, trainer.params, strict=True):
                     np.copyto(saved, p)
             self._report_epoch(self.n_iter_, lr, time.perf_counter() - start)
             stop_requested = epoch_ctx.call_on_fit_task_end(

@@ -26,7 +26,7 @@ def _check_classification_targets(y):
     except (ValueError, TypeError) as exc:
         # TypeError: ["a", 1] starts with a string, gets past that test, and
         # then fails to sort ("'<' not supported between 'int' and 'str'").
-        if getattr(y, "dtype", None) != object:
+        if getattr(y, "dtype", None) is not np.dtype(object):
             raise
         types = sorted({type(v).__name__ for v in np.ravel(y)})
         if len(types) > 1:
@@ -40,7 +40,6 @@ def _check_classification_targets(y):
         ) from exc
 
 
-
 def _binarize(binarizer, y, chunk=1 << 15):
     """``binarizer.transform(y)`` as a uint8 array, computed chunk by chunk."""
     n_samples = y.shape[0]
@@ -52,6 +51,7 @@ def _binarize(binarizer, y, chunk=1 << 15):
     for start in range(chunk, n_samples, chunk):
         Y[start : start + chunk] = binarizer.transform(y[start : start + chunk])
     return Y
+
 
 class BackpropClassifier(ClassifierMixin, BaseBackprop):
     """Feed-forward neural network classifier trained by backpropagation.
@@ -295,11 +295,13 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
             self._label_binarizer = binarizer
             self.classes_ = binarizer.classes_
             self._multilabel = target_type == "multilabel-indicator"
-            self._loss._configure(type_of_target(self.classes_)
-                                  if not self._multilabel else target_type)
+            self._loss._configure(
+                type_of_target(self.classes_) if not self._multilabel else target_type
+            )
         else:
             self._loss._configure(
-                "multilabel-indicator" if self._multilabel
+                "multilabel-indicator"
+                if self._multilabel
                 else type_of_target(self.classes_)
             )
             if self._multilabel != (target_type == "multilabel-indicator"):

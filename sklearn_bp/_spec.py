@@ -100,7 +100,9 @@ class Spec:
         return type(self) is type(other) and self.get_params() == other.get_params()
 
     def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(map(repr, self.get_params().items())))))
+        return hash(
+            (type(self).__name__, tuple(sorted(map(repr, self.get_params().items()))))
+        )
 
 
 def resolve(spec, *, registry, base, param_name):
@@ -146,5 +148,7 @@ def resolve(spec, *, registry, base, param_name):
         except InvalidParameterError as exc:
             # Name the estimator parameter too: the user set `optimizer`, and may
             # not recognise "Adam" as the place to look.
-            raise InvalidParameterError(f"Invalid {param_name}={spec!r}: {exc}") from exc
+            raise InvalidParameterError(
+                f"Invalid {param_name}={spec!r}: {exc}"
+            ) from exc
     return component

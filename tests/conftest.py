@@ -9,6 +9,14 @@ import os
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# The suite must give the same verdict on every run (CI lands nothing on red):
+# property tests replay the same pseudo-random examples by default. Explore new
+# ones locally with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 # torch and numpy each start a BLAS thread pool; on a 2-core machine two pools

@@ -16,16 +16,27 @@ ESTIMATORS = [
     BackpropRegressor(),
     BackpropClassifier(**_COMMON, learning_rate_init=0.01),
     BackpropClassifier(**_COMMON, optimizer=SGD(momentum=0.9), learning_rate_init=0.05),
-    BackpropClassifier(**_COMMON, optimizer=RMSprop(centered=True), learning_rate_init=0.01),
-    BackpropClassifier(**_COMMON, activation="tanh", optimizer=Adam(beta_1=0.8),
-                       learning_rate_init=0.01),
+    BackpropClassifier(
+        **_COMMON, optimizer=RMSprop(centered=True), learning_rate_init=0.01
+    ),
+    BackpropClassifier(
+        **_COMMON,
+        activation="tanh",
+        optimizer=Adam(beta_1=0.8),
+        learning_rate_init=0.01,
+    ),
     BackpropRegressor(**_COMMON, learning_rate_init=0.01),
     BackpropRegressor(**_COMMON, optimizer="sgd", learning_rate_init=0.01),
     BackpropRegressor(**_COMMON, optimizer="rmsprop", learning_rate_init=0.01),
-    BackpropRegressor(**_COMMON, activation=LeakyReLU(negative_slope=0.1),
-                      loss=Huber(delta=0.5), learning_rate_init=0.01),
-    BackpropRegressor(**_COMMON, activation="elu", loss="absolute_error",
-                      learning_rate_init=0.01),
+    BackpropRegressor(
+        **_COMMON,
+        activation=LeakyReLU(negative_slope=0.1),
+        loss=Huber(delta=0.5),
+        learning_rate_init=0.01,
+    ),
+    BackpropRegressor(
+        **_COMMON, activation="elu", loss="absolute_error", learning_rate_init=0.01
+    ),
 ]
 
 

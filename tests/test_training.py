@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
-from sklearn_bp.optimizers import SGD, Adam
+from sklearn_bp.optimizers import SGD
 
 # Quiet, fast defaults for these tests; each test overrides what it checks.
 FAST = dict(hidden_layer_sizes=(8,), random_state=0, n_iter_no_change=1000, tol=0.0)
@@ -24,8 +24,9 @@ FAST = dict(hidden_layer_sizes=(8,), random_state=0, n_iter_no_change=1000, tol=
 
 @pytest.fixture
 def clf_data():
-    X, y = make_classification(n_samples=120, n_features=6, n_informative=4,
-                               n_classes=3, random_state=0)
+    X, y = make_classification(
+        n_samples=120, n_features=6, n_informative=4, n_classes=3, random_state=0
+    )
     return StandardScaler().fit_transform(X), y
 
 
@@ -63,9 +64,15 @@ def _fit_quietly(est, *args, **kwargs):
 
 def test_invscaling_schedule_per_step(reg_data, recorded_lrs):
     X, y = reg_data
-    est = BackpropRegressor(**FAST, optimizer=RecordingSGD(momentum=0.5),
-                            learning_rate="invscaling", power_t=0.3,
-                            learning_rate_init=0.01, batch_size=40, max_iter=3)
+    est = BackpropRegressor(
+        **FAST,
+        optimizer=RecordingSGD(momentum=0.5),
+        learning_rate="invscaling",
+        power_t=0.3,
+        learning_rate_init=0.01,
+        batch_size=40,
+        max_iter=3,
+    )
     _fit_quietly(est, X, y)
     steps_per_epoch = 3  # 100 rows in batches of 40
     expected = []
@@ -79,10 +86,17 @@ def test_invscaling_schedule_per_step(reg_data, recorded_lrs):
 def test_adaptive_schedule_divides_by_five_then_stops(reg_data, recorded_lrs):
     X, y = reg_data
     # tol so large that no epoch ever counts as an improvement
-    est = BackpropRegressor(hidden_layer_sizes=(8,), random_state=0,
-                            optimizer=RecordingSGD(), learning_rate="adaptive",
-                            learning_rate_init=1e-4, tol=1e6, n_iter_no_change=2,
-                            batch_size=100, max_iter=100)
+    est = BackpropRegressor(
+        hidden_layer_sizes=(8,),
+        random_state=0,
+        optimizer=RecordingSGD(),
+        learning_rate="adaptive",
+        learning_rate_init=1e-4,
+        tol=1e6,
+        n_iter_no_change=2,
+        batch_size=100,
+        max_iter=100,
+    )
     est.fit(X, y)
     # One step per epoch. The first epoch improves on best_loss_=inf; after it,
     # the rate drops after every 3 epochs without improvement
@@ -111,8 +125,13 @@ def test_schedules_apply_to_every_optimizer(reg_data, optimizer):
 
 def test_stopping_epoch_matches_mlp(clf_data):
     X, y = clf_data
-    settings = dict(hidden_layer_sizes=(8,), random_state=0, tol=10.0,
-                    n_iter_no_change=4, max_iter=50)
+    settings = dict(
+        hidden_layer_sizes=(8,),
+        random_state=0,
+        tol=10.0,
+        n_iter_no_change=4,
+        max_iter=50,
+    )
     ours = BackpropClassifier(**settings).fit(X, y)
     mlp = MLPClassifier(**settings).fit(X, y)
     # epoch 1 improves on inf; stop when the count of epochs without
@@ -170,10 +189,15 @@ needs_callbacks = pytest.mark.skipif(
 def test_early_stopping_restores_best_weights(clf_data):
     X, y = clf_data
     snapshots = EpochSnapshots()
-    est = BackpropClassifier(hidden_layer_sizes=(8,), random_state=0,
-                             early_stopping=True, validation_fraction=0.25,
-                             n_iter_no_change=3, max_iter=200,
-                             learning_rate_init=0.05)
+    est = BackpropClassifier(
+        hidden_layer_sizes=(8,),
+        random_state=0,
+        early_stopping=True,
+        validation_fraction=0.25,
+        n_iter_no_change=3,
+        max_iter=200,
+        learning_rate_init=0.05,
+    )
     est.set_callbacks(snapshots)
     est.fit(X, y)
     scores = est.validation_scores_
@@ -182,7 +206,7 @@ def test_early_stopping_restores_best_weights(clf_data):
     assert est.best_loss_ is None
     best_epoch = int(np.argmax(scores))
     assert best_epoch < est.n_iter_ - 1  # stopped after the best epoch
-    for W, W_best in zip(est.coefs_, snapshots.coefs[best_epoch]):
+    for W, W_best in zip(est.coefs_, snapshots.coefs[best_epoch], strict=True):
         np.testing.assert_array_equal(W, W_best)
     assert all(np.isfinite(est.validation_loss_curve_))
 
@@ -192,16 +216,18 @@ def test_early_stopping_split_is_stratified():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(55, 3))
     y = np.array([0] * 50 + [1] * 5)
-    est = BackpropClassifier(**FAST, early_stopping=True, max_iter=2,
-                             validation_fraction=0.4)
+    est = BackpropClassifier(
+        **FAST, early_stopping=True, max_iter=2, validation_fraction=0.4
+    )
     _fit_quietly(est, X, y)
     assert len(est.validation_scores_) == 2
 
 
 def test_validation_loss_curve_is_the_held_out_loss(reg_data):
     X, y = reg_data
-    est = BackpropRegressor(**FAST, early_stopping=True, max_iter=5,
-                            learning_rate_init=0.01, alpha=0.0)
+    est = BackpropRegressor(
+        **FAST, early_stopping=True, max_iter=5, learning_rate_init=0.01, alpha=0.0
+    )
     _fit_quietly(est, X, y)
     assert len(est.validation_loss_curve_) == 5
     # the held-out loss differs from the training loss and is positive
@@ -219,8 +245,11 @@ def test_partial_fit_k_calls_equal_fit_k_epochs(clf_data):
     incremental = BackpropClassifier(**params)
     for _ in range(4):
         incremental.partial_fit(X, y, classes=np.unique(y))
-    for a, b in zip(fitted.coefs_ + fitted.intercepts_,
-                    incremental.coefs_ + incremental.intercepts_):
+    for a, b in zip(
+        fitted.coefs_ + fitted.intercepts_,
+        incremental.coefs_ + incremental.intercepts_,
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     assert incremental.loss_curve_ == fitted.loss_curve_
     assert incremental.n_iter_ == fitted.n_iter_ == 4
@@ -253,8 +282,12 @@ def test_warm_start_keeps_weights_with_fresh_optimizer_state(reg_data):
     assert est.n_iter_ == 4
     # started from the previous weights: one epoch away, not a re-initialisation
     cold = _fit_quietly(clone(est).set_params(warm_start=False), X, y)
-    dist_warm = sum(np.abs(a - b).sum() for a, b in zip(est.coefs_, weights))
-    dist_cold = sum(np.abs(a - b).sum() for a, b in zip(cold.coefs_, weights))
+    dist_warm = sum(
+        np.abs(a - b).sum() for a, b in zip(est.coefs_, weights, strict=True)
+    )
+    dist_cold = sum(
+        np.abs(a - b).sum() for a, b in zip(cold.coefs_, weights, strict=True)
+    )
     assert dist_warm < dist_cold
 
 
@@ -263,7 +296,7 @@ def test_fit_without_warm_start_starts_afresh(reg_data):
     est = BackpropRegressor(**FAST, max_iter=2)
     first = [W.copy() for W in _fit_quietly(est, X, y).coefs_]
     second = _fit_quietly(est, X, y).coefs_
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert est.n_iter_ == 2
 
@@ -274,7 +307,10 @@ def test_changed_architecture_raises(reg_data, method):
     est = BackpropRegressor(**FAST, max_iter=1, warm_start=True)
     _fit_quietly(est, X, y)
     est.set_params(hidden_layer_sizes=(5, 3))
-    with pytest.raises(ValueError, match=re.escape("layer sizes changed from [5, 8, 1] to [5, 5, 3, 1]")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("layer sizes changed from [5, 8, 1] to [5, 5, 3, 1]"),
+    ):
         if method == "warm_start":
             est.fit(X, y)
         else:
@@ -318,7 +354,7 @@ def test_all_zero_weights(reg_data):
     coefs = [W.copy() for W in est.coefs_]
     state = (est.n_iter_, est.t_, list(est.loss_curve_))
     est.partial_fit(X, y, sample_weight=np.zeros(len(y)))
-    for a, b in zip(coefs, est.coefs_):
+    for a, b in zip(coefs, est.coefs_, strict=True):
         np.testing.assert_array_equal(a, b)
     assert (est.n_iter_, est.t_, est.loss_curve_) == state
 
@@ -333,7 +369,7 @@ def test_zero_weight_batch_is_skipped(reg_data):
     assert est.t_ == 50
     ref = BackpropRegressor(**FAST, shuffle=False, batch_size=50)
     ref.partial_fit(X[50:], y[50:])
-    for a, b in zip(est.coefs_, ref.coefs_):
+    for a, b in zip(est.coefs_, ref.coefs_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     assert est.loss_ == pytest.approx(ref.loss_, rel=1e-12)
 
@@ -343,20 +379,25 @@ def test_integer_weights_equal_repeated_rows_and_zero_equals_dropped(reg_data):
     sw = np.random.RandomState(0).randint(0, 4, size=len(y))
     params = dict(**FAST, batch_size=1000, max_iter=20, alpha=1e-3)
     weighted = _fit_quietly(BackpropRegressor(**params), X, y, sample_weight=sw)
-    repeated = _fit_quietly(BackpropRegressor(**params), np.repeat(X, sw, axis=0),
-                            np.repeat(y, sw))
+    repeated = _fit_quietly(
+        BackpropRegressor(**params), np.repeat(X, sw, axis=0), np.repeat(y, sw)
+    )
     np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-9)
     np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-9)
 
 
 def test_class_weight_balanced_helps_the_minority_class():
-    X, y = make_classification(n_samples=400, n_features=5, weights=[0.93],
-                               class_sep=0.5, random_state=0)
-    params = dict(hidden_layer_sizes=(8,), random_state=0, max_iter=50,
-                  learning_rate_init=0.01)
+    X, y = make_classification(
+        n_samples=400, n_features=5, weights=[0.93], class_sep=0.5, random_state=0
+    )
+    params = dict(
+        hidden_layer_sizes=(8,), random_state=0, max_iter=50, learning_rate_init=0.01
+    )
     plain = _fit_quietly(BackpropClassifier(**params), X, y)
     balanced = _fit_quietly(BackpropClassifier(**params, class_weight="balanced"), X, y)
-    assert recall_score(y, balanced.predict(X)) > recall_score(y, plain.predict(X)) + 0.2
+    assert (
+        recall_score(y, balanced.predict(X)) > recall_score(y, plain.predict(X)) + 0.2
+    )
 
 
 def test_class_weight_dict_multiplies_sample_weight(clf_data):
@@ -367,7 +408,7 @@ def test_class_weight_dict_multiplies_sample_weight(clf_data):
     )
     sw = np.where(y == 0, 2.0, 1.0)
     with_sw = _fit_quietly(BackpropClassifier(**params), X, y, sample_weight=sw)
-    for a, b in zip(with_dict.coefs_, with_sw.coefs_):
+    for a, b in zip(with_dict.coefs_, with_sw.coefs_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
@@ -384,9 +425,14 @@ def test_class_weight_with_partial_fit(clf_data):
 
 def test_divergence_raises_and_keeps_last_finite_parameters(reg_data):
     X, y = reg_data
-    est = BackpropRegressor(hidden_layer_sizes=(8,), random_state=0,
-                            optimizer=SGD(momentum=0.0, nesterov=False),
-                            learning_rate_init=1e6, batch_size=10, max_iter=5)
+    est = BackpropRegressor(
+        hidden_layer_sizes=(8,),
+        random_state=0,
+        optimizer=SGD(momentum=0.0, nesterov=False),
+        learning_rate_init=1e6,
+        batch_size=10,
+        max_iter=5,
+    )
     with pytest.raises(ValueError, match=r"epoch \d+, batch \d+") as info:
         est.fit(X * 1e3, y * 1e3)
     assert "learning_rate_init" in str(info.value)
@@ -404,10 +450,14 @@ def test_verbose_prints_one_line_per_epoch(clf_data, capsys):
     X, y = clf_data
     est = BackpropClassifier(**FAST, max_iter=3, verbose=True, early_stopping=True)
     _fit_quietly(est, X, y)
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Epoch")]
+    lines = [
+        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Epoch")
+    ]
     assert len(lines) == 3
-    pattern = (r"Epoch 1, loss = [\d.]+, validation loss = [\d.]+, "
-               r"validation score = [\d.]+, lr = 0\.001, [\d.]+ s")
+    pattern = (
+        r"Epoch 1, loss = [\d.]+, validation loss = [\d.]+, "
+        r"validation score = [\d.]+, lr = 0\.001, [\d.]+ s"
+    )
     assert re.fullmatch(pattern, lines[0])
 
 
@@ -430,7 +480,9 @@ def test_callback_can_stop_training(clf_data):
 
     class StopAfterTwo(EpochSnapshots):
         def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
-            super().on_fit_task_end(estimator, context, fitted_estimator=fitted_estimator)
+            super().on_fit_task_end(
+                estimator, context, fitted_estimator=fitted_estimator
+            )
             return len(self.coefs) >= 2
 
     est = BackpropClassifier(**FAST, max_iter=50).set_callbacks(StopAfterTwo())
@@ -460,18 +512,35 @@ def test_scoring_monitor_and_progress_bar_in_a_pipeline(clf_data):
 
 def test_transform_returns_last_hidden_activations(clf_data):
     X, y = clf_data
-    est = _fit_quietly(BackpropClassifier(hidden_layer_sizes=(7, 5), activation="tanh",
-                                          random_state=0, max_iter=3), X, y)
-    H = np.tanh(np.tanh(X @ est.coefs_[0] + est.intercepts_[0]) @ est.coefs_[1]
-                + est.intercepts_[1])
+    est = _fit_quietly(
+        BackpropClassifier(
+            hidden_layer_sizes=(7, 5), activation="tanh", random_state=0, max_iter=3
+        ),
+        X,
+        y,
+    )
+    H = np.tanh(
+        np.tanh(X @ est.coefs_[0] + est.intercepts_[0]) @ est.coefs_[1]
+        + est.intercepts_[1]
+    )
     np.testing.assert_allclose(est.transform(X), H, rtol=1e-12)
-    assert list(est.get_feature_names_out()) == [f"backpropclassifier{i}" for i in range(5)]
+    assert list(est.get_feature_names_out()) == [
+        f"backpropclassifier{i}" for i in range(5)
+    ]
 
 
 def test_hidden_features_feed_another_estimator(clf_data):
     X, y = clf_data
-    net = _fit_quietly(BackpropClassifier(hidden_layer_sizes=(16,), random_state=0,
-                                          max_iter=50, learning_rate_init=0.01), X, y)
+    net = _fit_quietly(
+        BackpropClassifier(
+            hidden_layer_sizes=(16,),
+            random_state=0,
+            max_iter=50,
+            learning_rate_init=0.01,
+        ),
+        X,
+        y,
+    )
     head = LogisticRegression(max_iter=500).fit(net.transform(X), y)
     assert head.score(net.transform(X), y) > 0.8
     pipe = make_pipeline(clone(net), LogisticRegression(max_iter=500))
