@@ -36,7 +36,7 @@ def main():
     """Run the demo and print a table."""
     print(f"sklearn_bp {__version__}: 5-fold cross-validation, StandardScaler + model")
     print(
-        "(same architecture, optimizer, batch size, learning rate and epochs for both)\n"
+        "(same architecture, optimizer, batch size, learning rate and epochs)\n"
     )
     rows = []
 

@@ -1,4 +1,4 @@
-"""scikit-learn's estimator checks over the main configurations, no expected failures."""
+"""scikit-learn's estimator checks on the main configurations, no expected failures."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 

@@ -59,7 +59,7 @@ def _fit_quietly(est, *args, **kwargs):
         return est.fit(*args, **kwargs)
 
 
-# -- learning-rate schedules ----------------------------------------------------
+# -- learning-rate schedules --
 
 
 def test_invscaling_schedule_per_step(reg_data, recorded_lrs):
@@ -120,7 +120,7 @@ def test_schedules_apply_to_every_optimizer(reg_data, optimizer):
     assert constant.loss_curve_[-1] != scaled.loss_curve_[-1]
 
 
-# -- stopping ---------------------------------------------------------------------
+# -- stopping --
 
 
 def test_stopping_epoch_matches_mlp(clf_data):
@@ -336,7 +336,7 @@ def test_partial_fit_requires_classes_first(clf_data):
         BackpropClassifier(**FAST).partial_fit(X, y)
 
 
-# -- sample and class weights --------------------------------------------------------
+# -- sample and class weights --
 
 
 def test_negative_sample_weight_raises(reg_data):
@@ -420,7 +420,7 @@ def test_class_weight_with_partial_fit(clf_data):
     assert est.n_iter_ == 2
 
 
-# -- divergence ----------------------------------------------------------------------
+# -- divergence --
 
 
 def test_divergence_raises_and_keeps_last_finite_parameters(reg_data):
@@ -443,7 +443,7 @@ def test_divergence_raises_and_keeps_last_finite_parameters(reg_data):
     assert np.all(np.isfinite(est.predict(X)))
 
 
-# -- verbose and callbacks --------------------------------------------------------------
+# -- verbose and callbacks --
 
 
 def test_verbose_prints_one_line_per_epoch(clf_data, capsys):
@@ -507,7 +507,7 @@ def test_scoring_monitor_and_progress_bar_in_a_pipeline(clf_data):
     assert pipe[-1].n_iter_ == 2
 
 
-# -- hidden-layer features ----------------------------------------------------------------
+# -- hidden-layer features --
 
 
 def test_transform_returns_last_hidden_activations(clf_data):
@@ -548,7 +548,7 @@ def test_hidden_features_feed_another_estimator(clf_data):
     assert pipe.score(X, y) > 0.8
 
 
-# -- the public gradient checker --------------------------------------------------------
+# -- the public gradient checker --
 
 
 def test_check_gradients_accepts_correct_and_flags_wrong_derivatives():
