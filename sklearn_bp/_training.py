@@ -15,6 +15,7 @@ from sklearn.utils import gen_batches
 
 from ._flat import flat_base, packed_copy
 from ._network import Workspace, loss_and_gradients, needs_pre_activations
+from .optimizers import SGD, Adam, RMSprop
 
 CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
 
@@ -107,6 +108,9 @@ class Trainer:
             self._previous if flat_params is None else [self._previous[0].base]
         )
         self._grads_flat = None if flat_grads is None else [flat_grads]
+        # the built-in optimizers (not subclasses: they may redefine step)
+        # fuse the backup and the check into their update
+        self._fused = type(optimizer) in (SGD, Adam, RMSprop)
 
     def run_epoch(self, X, Y, sample_weight, lr, epoch):
         """One pass over the data.
@@ -174,16 +178,26 @@ class Trainer:
                 f"The training loss or its gradient became non-finite at epoch "
                 f"{epoch}, batch {batch} (loss={value!r})", sample_weight, lr,
             )
-        for saved, p in zip(self._previous_flat, self._params_flat, strict=True):
-            np.copyto(saved, p)
         try:
-            self.optimizer.step(self.params, grads, self.optimizer_state, lr)
+            if self._fused:
+                # The built-ins copy each block into the backup and check it
+                # within their own pass (see optimizers._run).
+                finite = self.optimizer._step(
+                    self.params, grads, self.optimizer_state, lr, backup=self._previous
+                )
+            else:
+                for saved, p in zip(
+                    self._previous_flat, self._params_flat, strict=True
+                ):
+                    np.copyto(saved, p)
+                self.optimizer.step(self.params, grads, self.optimizer_state, lr)
+                finite = _all_finite(self._params_flat)
         except BaseException:
             # An update interrupted half-way (KeyboardInterrupt between two
             # layers) is undone, so the parameters are never half-stepped.
             self._roll_back()
             raise
-        if not _all_finite(self._params_flat):
+        if not finite:
             self._roll_back()
             raise self._divergence(
                 f"The update at epoch {epoch}, batch {batch} made the parameters "

@@ -9,6 +9,7 @@ buffers.
 """
 
 import functools
+import math
 import weakref
 from numbers import Real
 
@@ -167,6 +168,38 @@ def _scratch(lists):
     return np.empty(size, dtype=lists[0][0].dtype)
 
 
+def _run(kernel, lists, backup=None):
+    """Apply ``kernel`` to matching blocks of ``lists`` (params first).
+
+    With ``backup`` (a list shaped like the parameters), each parameter block
+    is first copied into it, while it is in cache, and the updated block's sum
+    is accumulated: returns whether every updated parameter is finite. This is
+    the training loop's "keep the previous parameters, check the new ones"
+    done in the update's own pass instead of two more passes over memory. If
+    the update is interrupted, the backup is completed before re-raising, so
+    it always holds the parameters from before the step.
+    """
+    if backup is None:
+        for arrays in zip(*_flat_lists(*lists), strict=True):
+            for block in _blocks(*arrays):
+                kernel(*block)
+        return None
+    flat = _flat_lists(*lists, backup)
+    blocks = [b for arrays in zip(*flat, strict=True) for b in _blocks(*arrays)]
+    total, done = 0.0, 0
+    try:
+        for block in blocks:
+            np.copyto(block[-1], block[0])
+            done += 1
+            kernel(*block[:-1])
+            total += float(block[0].sum())
+    except BaseException:
+        for block in blocks[done:]:
+            np.copyto(block[-1], block[0])
+        raise
+    return math.isfinite(total)
+
+
 def _like(scratch, a):
     """``scratch`` viewed with ``a``'s shape, or a new buffer if ``a`` is larger."""
     if a.size <= scratch.size:
@@ -226,33 +259,39 @@ class SGD(Optimizer):
         return {"momentum_buffer": None}
 
     def step(self, params, grads, state, lr):
+        self._step(params, grads, state, lr)
+
+    def _step(self, params, grads, state, lr, backup=None):
         lr = float(lr)
         momentum = float(self.momentum)
         if momentum == 0:
-            for p, g in zip(*_flat_lists(params, grads), strict=True):
-                g *= lr
-                p -= g
-            return
+
+            def plain(p_, g_):
+                g_ *= lr
+                p_ -= g_
+
+            return _run(plain, [params, grads], backup)
         bufs = state["momentum_buffer"]
         first = bufs is None
         if first:  # torch fills the buffer with the first gradient
             bufs = state["momentum_buffer"] = _copy(grads)
-        params, grads, bufs = _flat_lists(params, grads, bufs)
         nesterov = self.nesterov
-        for p, g, b in zip(params, grads, bufs, strict=True):
-            for p_, g_, b_ in _blocks(p, g, b):
-                if not first:
-                    b_ *= momentum
-                    b_ += g_  # buf = momentum * buf + g
-                if nesterov:
-                    # lr * (g + momentum * buf) == (lr * momentum) *
-                    # (g / momentum + buf): in g's buffer, with no temporary
-                    g_ *= 1.0 / momentum
-                    g_ += b_
-                    g_ *= lr * momentum
-                    p_ -= g_
-                else:
-                    p_ -= np.multiply(b_, lr, out=g_)  # g is free: it takes lr * buf
+
+        def kernel(p_, g_, b_):
+            if not first:
+                b_ *= momentum
+                b_ += g_  # buf = momentum * buf + g
+            if nesterov:
+                # lr * (g + momentum * buf) == (lr * momentum) *
+                # (g / momentum + buf): in g's buffer, with no temporary
+                g_ *= 1.0 / momentum
+                g_ += b_
+                g_ *= lr * momentum
+                p_ -= g_
+            else:
+                p_ -= np.multiply(b_, lr, out=g_)  # g is free: it takes lr * buf
+
+        return _run(kernel, [params, grads, bufs], backup)
 
 
 class Adam(Optimizer):
@@ -315,6 +354,9 @@ class Adam(Optimizer):
         }
 
     def step(self, params, grads, state, lr):
+        self._step(params, grads, state, lr)
+
+    def _step(self, params, grads, state, lr, backup=None):
         beta_1, beta_2 = float(self.beta_1), float(self.beta_2)
         eps = float(self.epsilon)
         state["step"] += 1
@@ -325,25 +367,27 @@ class Adam(Optimizer):
         #   == (step_size * bc2) * m / (sqrt(v) + eps * bc2): one pass fewer.
         scaled_eps = eps * bias_correction2_sqrt
         scaled_step = step_size * bias_correction2_sqrt
-        lists = _flat_lists(params, grads, state["exp_avg"], state["exp_avg_sq"])
-        for p, g, m, v in zip(*lists, strict=True):
-            for p_, g_, m_, v_ in _blocks(p, g, m, v):
-                # beta_1 * m + (1 - beta_1) * g
-                #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
-                # in m's buffer, with no temporary (g is still needed)
-                m_ *= beta_1 / (1.0 - beta_1)
-                m_ += g_
-                m_ *= 1.0 - beta_1
-                g_ *= g_
-                g_ *= 1.0 - beta_2
-                v_ *= beta_2
-                v_ += g_
-                # The gradient buffer is free now: it takes the denominator.
-                denom = np.sqrt(v_, out=g_)
-                denom += scaled_eps
-                np.divide(m_, denom, out=denom)
-                denom *= scaled_step
-                p_ -= denom
+
+        def kernel(p_, g_, m_, v_):
+            # beta_1 * m + (1 - beta_1) * g
+            #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
+            # in m's buffer, with no temporary (g is still needed)
+            m_ *= beta_1 / (1.0 - beta_1)
+            m_ += g_
+            m_ *= 1.0 - beta_1
+            g_ *= g_
+            g_ *= 1.0 - beta_2
+            v_ *= beta_2
+            v_ += g_
+            # The gradient buffer is free now: it takes the denominator.
+            denom = np.sqrt(v_, out=g_)
+            denom += scaled_eps
+            np.divide(m_, denom, out=denom)
+            denom *= scaled_step
+            p_ -= denom
+
+        lists = [params, grads, state["exp_avg"], state["exp_avg_sq"]]
+        return _run(kernel, lists, backup)
 
 
 class RMSprop(Optimizer):
@@ -404,6 +448,9 @@ class RMSprop(Optimizer):
         return state
 
     def step(self, params, grads, state, lr):
+        self._step(params, grads, state, lr)
+
+    def _step(self, params, grads, state, lr, backup=None):
         rho, eps = float(self.rho), float(self.epsilon)
         momentum, lr = float(self.momentum), float(lr)
         # ``centered`` or ``momentum`` may have been switched on since
@@ -420,35 +467,35 @@ class RMSprop(Optimizer):
             lists.append(state["grad_avg"])
         if momentum > 0:
             lists.append(state["momentum_buffer"])
-        lists = _flat_lists(*lists)
         # g is needed after g**2: a block-sized scratch buffer takes g**2.
-        scratch = _scratch(lists)
-        for arrays in zip(*lists, strict=True):
-            for block in _blocks(*arrays):
-                p_, g_, v_ = block[:3]
-                s = np.multiply(g_, g_, out=_like(scratch, g_))
-                s *= 1.0 - rho
-                v_ *= rho
-                v_ += s
-                if centered:
-                    gbar = block[3]
-                    gbar *= rho
-                    gbar += np.multiply(g_, 1.0 - rho, out=s)
-                    avg = np.multiply(gbar, gbar, out=s)
-                    np.subtract(v_, avg, out=avg)
-                    np.sqrt(avg, out=avg)
-                else:
-                    avg = np.sqrt(v_, out=s)
-                avg += eps
-                np.divide(g_, avg, out=g_)  # g / avg, in g's buffer
-                if momentum > 0:
-                    buf = block[-1]
-                    buf *= momentum
-                    buf += g_
-                    p_ -= np.multiply(buf, lr, out=g_)
-                else:
-                    g_ *= lr
-                    p_ -= g_
+        scratch = _scratch(_flat_lists(*lists))
+
+        def kernel(p_, g_, v_, *rest):
+            s = np.multiply(g_, g_, out=_like(scratch, g_))
+            s *= 1.0 - rho
+            v_ *= rho
+            v_ += s
+            if centered:
+                gbar = rest[0]
+                gbar *= rho
+                gbar += np.multiply(g_, 1.0 - rho, out=s)
+                avg = np.multiply(gbar, gbar, out=s)
+                np.subtract(v_, avg, out=avg)
+                np.sqrt(avg, out=avg)
+            else:
+                avg = np.sqrt(v_, out=s)
+            avg += eps
+            np.divide(g_, avg, out=g_)  # g / avg, in g's buffer
+            if momentum > 0:
+                buf = rest[-1]
+                buf *= momentum
+                buf += g_
+                p_ -= np.multiply(buf, lr, out=g_)
+            else:
+                g_ *= lr
+                p_ -= g_
+
+        return _run(kernel, lists, backup)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
