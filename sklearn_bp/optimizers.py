@@ -368,6 +368,13 @@ class Adam(Optimizer):
         scaled_eps = eps * bias_correction2_sqrt
         scaled_step = step_size * bias_correction2_sqrt
 
+        lists = [params, grads, state["exp_avg"], state["exp_avg_sq"]]
+        # Large parameters: g**2 and the denominator go to a block-sized
+        # scratch buffer that stays in cache, so that the gradient is only
+        # read (not written back to memory); small ones use g's own buffer.
+        large = sum(p.size for p in params) > 2 * _BLOCK
+        scratch = np.empty(_BLOCK, dtype=params[0].dtype) if large else None
+
         def kernel(p_, g_, m_, v_):
             # beta_1 * m + (1 - beta_1) * g
             #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
@@ -375,18 +382,17 @@ class Adam(Optimizer):
             m_ *= beta_1 / (1.0 - beta_1)
             m_ += g_
             m_ *= 1.0 - beta_1
-            g_ *= g_
-            g_ *= 1.0 - beta_2
+            s = g_ if scratch is None else _like(scratch, g_)
+            np.multiply(g_, g_, out=s)
+            s *= 1.0 - beta_2
             v_ *= beta_2
-            v_ += g_
-            # The gradient buffer is free now: it takes the denominator.
-            denom = np.sqrt(v_, out=g_)
+            v_ += s
+            denom = np.sqrt(v_, out=s)
             denom += scaled_eps
             np.divide(m_, denom, out=denom)
             denom *= scaled_step
             p_ -= denom
 
-        lists = [params, grads, state["exp_avg"], state["exp_avg_sq"]]
         return _run(kernel, lists, backup)
 
 
