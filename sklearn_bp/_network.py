@@ -14,7 +14,6 @@ passes them in together with a :class:`Workspace` of preallocated buffers.
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import blas
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
@@ -99,6 +98,7 @@ class Workspace:
         grads = packed_empty(shapes + [(w,) for w in widths], dtype)
         self.coef_grads = grads[: len(shapes)]
         self.intercept_grads = grads[len(shapes) :]
+        self._penalty_block = None
 
     def rows(self, n):
         """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows.
@@ -111,6 +111,13 @@ class Workspace:
         A = [b[:n] for b in self.A] if self.keep_Z else Z[:-1]
         delta = [b[:n] for b in self.delta]
         return Z, A, delta, self._scratch_views(n, [b.shape[1] for b in delta])
+
+    def penalty_block(self):
+        """A buffer of at most 2**15 elements for the L2 term (made on first use)."""
+        if self._penalty_block is None:
+            size = min(1 << 15, max(g.size for g in self.coef_grads))
+            self._penalty_block = np.empty(size, dtype=self.coef_grads[0].dtype)
+        return self._penalty_block
 
     def _scratch_views(self, n, widths):
         return [self._scratch[: n * w].reshape(n, w) for w in widths]
@@ -149,37 +156,31 @@ def _product_into(A, W, out):
     return out
 
 
-_GEMM = {np.dtype(np.float64): blas.dgemm, np.dtype(np.float32): blas.sgemm}
+def _weight_gradient_into(inputs, delta, W, l2, out, block=None):
+    """``out[...] = inputs.T @ delta + l2 * W`` with no weight-sized temporary.
 
-
-def _weight_gradient_into(inputs, delta, W, l2, out):
-    """``out[...] = inputs.T @ delta + l2 * W`` with no temporary.
-
-    With a penalty, ``out`` first takes ``l2 * W`` and the GEMM accumulates
-    into it (``beta=1``): the penalty costs one pass, where ``out += l2 * W``
-    would allocate a weight-sized temporary.
+    The penalty term goes through ``block``, a small buffer, piece by piece
+    (``out += l2 * W`` would allocate a temporary as large as ``W``). Not a
+    GEMM with ``beta=1`` through :mod:`scipy.linalg.blas`: SciPy ships its own
+    OpenBLAS, and two OpenBLAS thread pools taking turns spin against each
+    other (measured: 20 times slower on two cores).
     """
-    gemm = _GEMM.get(out.dtype)
-    if (
-        not l2
-        or gemm is None
-        or sparse.issparse(inputs)
-        or not (inputs.dtype == delta.dtype == W.dtype == out.dtype)
-        or not (inputs.flags.c_contiguous and delta.flags.c_contiguous)
-        or not out.flags.c_contiguous
-    ):
-        _product_into(inputs.T, delta, out)
-        if l2:
-            out += l2 * W
+    _product_into(inputs.T, delta, out)
+    if not l2:
         return out
-    np.multiply(W, l2, out=out)
-    # In Fortran order out.T is (fan_out, fan_in) = delta.T @ inputs + out.T;
-    # every operand is passed as a view, so nothing is copied.
-    result = gemm(
-        1.0, delta.T, inputs.T, beta=1.0, c=out.T, trans_b=True, overwrite_c=True
-    )
-    if not np.shares_memory(result, out):  # never expected; stay correct
-        out.T[...] = result
+    if (
+        block is None
+        or not (out.flags.c_contiguous and W.flags.c_contiguous)
+        or not out.dtype == W.dtype == block.dtype
+    ):
+        out += l2 * W
+        return out
+    flat_out, flat_W = out.reshape(-1), W.reshape(-1)
+    size = block.shape[0]
+    for start in range(0, flat_out.shape[0], size):
+        piece = flat_out[start : start + size]
+        term = block[: piece.shape[0]]
+        piece += np.multiply(flat_W[start : start + size], l2, out=term)
     return out
 
 
@@ -223,7 +224,7 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
 
 def backward(
     coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, intercept_grads,
-    scratch=None,
+    scratch=None, penalty_block=None,
 ):
     """Backward pass: fill the gradient buffers from the output delta.
 
@@ -249,11 +250,14 @@ def backward(
     scratch : list of ndarray, default=None
         Buffers shaped like ``deltas`` that the activation's backward hook may
         overwrite (``None``: it allocates what it needs).
+    penalty_block : ndarray of shape (k,), default=None
+        A small buffer through which the penalty gradient is added (``None``:
+        a weight-sized temporary).
     """
     delta = delta_out
     for i in range(len(coefs) - 1, -1, -1):
         inputs = X if i == 0 else A[i - 1]
-        _weight_gradient_into(inputs, delta, coefs[i], l2, coef_grads[i])
+        _weight_gradient_into(inputs, delta, coefs[i], l2, coef_grads[i], penalty_block)
         # (not ones @ delta: OpenBLAS threads that GEMV, and each threaded call
         # stalls when another process holds a core)
         delta.sum(axis=0, out=intercept_grads[i])
@@ -323,6 +327,7 @@ def loss_and_gradients(
     backward(
         coefs, X, Z, A, raw, deltas, activation, l2,
         workspace.coef_grads, workspace.intercept_grads, scratch,
+        workspace.penalty_block() if l2 else None,
     )
     return value, workspace.coef_grads, workspace.intercept_grads
 
