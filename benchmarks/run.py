@@ -23,6 +23,7 @@ ran).
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import numpy as np
 import scipy
 import sklearn
 from sklearn.metrics import accuracy_score, r2_score
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import sklearn_bp
 
@@ -272,6 +273,13 @@ def parse_args(argv=None):
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc fits")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="limit BLAS threads (threadpoolctl) for both estimators; default: "
+        "leave the BLAS library's own setting",
+    )
+    p.add_argument(
         "--output",
         default=None,
         help="JSON file (default benchmarks/results/bench-<time>.json, "
@@ -309,13 +317,32 @@ def main(argv=None):
             "unset it (and OPENBLAS_L2_SIZE) to measure numpy's own choice."
         )
     start = time.perf_counter()
+    limits = (
+        threadpool_limits(limits=args.threads)
+        if args.threads
+        else contextlib.nullcontext()
+    )
+    with limits:
+        rows = run_all(selected, dtypes, args)
+    info["load_average_end"] = os.getloadavg()
+    result = {
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "quick": args.quick,
+        "blas_threads": args.threads,
+        "seconds": time.perf_counter() - start,
+        "machine": info,
+        "rows": rows,
+    }
+    return finish(result, args)
+
+
+def run_all(selected, dtypes, args):
     rows = []
     data_cache = {}
     for w in selected:
         for dtype_name in dtypes:
             key = (w.make_data, dtype_name)
-            if key not in data_cache:
-                data_cache.clear()
+            if key not in data_cache:  # W2 and W2-L2 share their data
                 data_cache[key] = w.make_data(DTYPES[dtype_name])
             X, y = data_cache[key]
             row = run_row(w, dtype_name, X, y, args)
@@ -326,14 +353,11 @@ def main(argv=None):
                 f"MLP {row['s_per_epoch_mlp']:.4f}, ratio {row['ratio']:.3f}",
                 flush=True,
             )
-    info["load_average_end"] = os.getloadavg()
-    result = {
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "quick": args.quick,
-        "seconds": time.perf_counter() - start,
-        "machine": info,
-        "rows": rows,
-    }
+    return rows
+
+
+def finish(result, args):
+    rows = result["rows"]
     result["summary"] = summarize(rows)
     print()
     print(report(result))

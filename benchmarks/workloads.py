@@ -153,7 +153,7 @@ WORKLOADS = [
         "adam",
         200,
         epochs=60,
-        epochs_quick=20,
+        epochs_quick=10,
     ),
     Workload(
         "W2",
@@ -211,7 +211,7 @@ WORKLOADS = [
         (256,),
         "adam",
         200,
-        epochs=3,
+        epochs=2,
         epochs_quick=1,
         in_geomean=False,
     ),
