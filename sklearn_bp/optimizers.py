@@ -100,12 +100,14 @@ def _copy(arrays):
 
 # The built-in steps below are fused by hand: every operation is an in-place
 # ufunc on buffers the caller or the state owns (no temporary as large as a
-# parameter), and large parameters are processed in blocks that stay in the L2
+# parameter), and large parameters are processed in blocks that stay in the
 # cache across the update's passes instead of streaming each pass through main
 # memory. Element-wise BLAS (axpy, scal) is avoided on purpose: OpenBLAS
 # threads it, and on a busy machine every such call waits for a descheduled
 # thread (a 20x slowdown measured on two shared cores).
-_BLOCK = 1 << 15
+# 2**16 elements: the update's four arrays (2 MiB in float64) stay in cache;
+# measured fastest on 60 thousand and 1.9 million parameters alike.
+_BLOCK = 1 << 16
 
 
 def _blocks(*arrays):
