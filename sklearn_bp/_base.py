@@ -193,7 +193,7 @@ class BaseBackprop(
         """Private loss instance for ``self.loss``."""
 
     @abstractmethod
-    def _encode_target(self, y, *, reset, classes, dtype):
+    def _encode_target(self, y, *, reset, classes, dtype, incremental):
         """Return ``(Y, y_for_split)``: 2-D encoded target and what stratifies."""
 
     @abstractmethod
@@ -208,7 +208,11 @@ class BaseBackprop(
             X, y, sample_weight, first_call, incremental
         )
         Y, stratify = self._encode_target(
-            y, reset=first_call, classes=classes, dtype=X.dtype
+            y,
+            reset=first_call,
+            classes=classes,
+            dtype=X.dtype,
+            incremental=incremental,
         )
         self._loss._check_target(Y)
         sample_weight = self._apply_class_weight(sample_weight, y, X.dtype)

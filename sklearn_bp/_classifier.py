@@ -269,7 +269,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     def _resolve_loss(self):
         return get_loss(self.loss, allowed=("log_loss",))
 
-    def _encode_target(self, y, *, reset, classes, dtype):
+    def _encode_target(self, y, *, reset, classes, dtype, incremental):
         _check_classification_targets(y)
         target_type = type_of_target(y)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -280,7 +280,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
                 binarizer = LabelBinarizer().fit(y)
             elif classes is not None:
                 binarizer = LabelBinarizer().fit(np.asarray(classes))
-            elif getattr(self, "_incremental", False):
+            elif incremental:
                 raise ValueError(
                     "classes must be passed on the first call to partial_fit "
                     "(all the labels that can ever appear)."
@@ -331,16 +331,6 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         Y = _binarize(self._label_binarizer, y)
         stratify = None if self._multilabel else y
         return Y, stratify
-
-    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
-        # partial_fit needs `classes` on its first call; _encode_target asks.
-        self._incremental = incremental and not hasattr(self, "coefs_")
-        try:
-            return super()._fit(
-                X, y, sample_weight, incremental=incremental, classes=classes
-            )
-        finally:
-            del self._incremental
 
     def _apply_class_weight(self, sample_weight, y, dtype):
         if self.class_weight is None:

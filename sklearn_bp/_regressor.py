@@ -212,7 +212,7 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
     def _resolve_loss(self):
         return get_loss(self.loss, allowed=_REGRESSION_LOSSES)
 
-    def _encode_target(self, y, *, reset, classes, dtype):
+    def _encode_target(self, y, *, reset, classes, dtype, incremental):
         Y = np.asarray(y, dtype=dtype)
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
