@@ -216,20 +216,8 @@ class BaseBackprop(
         )
         self._loss._check_target(Y)
         sample_weight = self._apply_class_weight(sample_weight, y, X.dtype)
-        if sample_weight is not None and not np.isfinite(np.sum(sample_weight)):
-            # Each weight is finite (checked above) but the batches' weighted
-            # means divide by their sum, which must be finite too.
-            raise ValueError(
-                "The sample weights sum to more than the largest "
-                f"{sample_weight.dtype} ({np.finfo(sample_weight.dtype).max:.3g}). "
-                "Scale them down, e.g. divide them by their maximum."
-            )
-        if sample_weight is not None and not np.sum(sample_weight) > 0:
-            if not incremental:
-                raise ValueError(
-                    "The sample weights sum to zero: there is nothing to fit. "
-                    "Give at least one sample a positive weight."
-                )
+        if sample_weight is not None:
+            self._check_weight_sum(sample_weight, incremental)
         layer_units = self._layer_units(X.shape[1], Y.shape[1])
         if first_call:
             self._initialize(layer_units, X.dtype)
@@ -239,6 +227,25 @@ class BaseBackprop(
             self._reset_training_state()
         self._train(X, Y, sample_weight, stratify, incremental, y)
         return self
+
+    @staticmethod
+    def _check_weight_sum(sample_weight, incremental):
+        total = np.sum(sample_weight)
+        if not np.isfinite(total):
+            # Each weight is finite (checked by validation) but the batches'
+            # weighted means divide by their sum, which must be finite too.
+            raise ValueError(
+                "The sample weights sum to more than the largest "
+                f"{sample_weight.dtype} ({np.finfo(sample_weight.dtype).max:.3g}). "
+                "Scale them down, e.g. divide them by their maximum."
+            )
+        if not total > 0 and not incremental:
+            # Reached with scikit-learn < 1.7, or when class_weight zeroes
+            # every sample; a partial_fit call like that changes nothing.
+            raise ValueError(
+                "The sample weights sum to zero: there is nothing to fit. "
+                "Give at least one sample a positive weight."
+            )
 
     def _validate_input(self, X, y, sample_weight, first_call, incremental):
         dtype = (np.float64, np.float32) if first_call else self.coefs_[0].dtype
