@@ -399,6 +399,8 @@ class BaseBackprop(
                     UserWarning,
                 )
             raise
+        finally:
+            trainer.close()
         if not converged and not incremental:
             warnings.warn(
                 f"Stochastic optimizer: maximum iterations ({self.max_iter}) "

@@ -93,12 +93,29 @@ class Workspace:
             dtype=dtype if scratch_dtype is None else scratch_dtype,
         )
         self.scratch = self._scratch_views(n_rows, hidden)
-        # packed like the parameters (coefs then intercepts): see init_params
-        shapes = list(zip(layer_units[:-1], layer_units[1:], strict=False))
-        grads = packed_empty(shapes + [(w,) for w in widths], dtype)
-        self.coef_grads = grads[: len(shapes)]
-        self.intercept_grads = grads[len(shapes) :]
+        self._units = list(layer_units)
+        self._grads = None
         self._penalty_block = None
+
+    @property
+    def coef_grads(self):
+        """Weight-gradient buffers (allocated on first use: the fused step of
+        :mod:`sklearn_bp._fused` never needs these weight-sized arrays)."""
+        return self._gradient_buffers()[0]
+
+    @property
+    def intercept_grads(self):
+        """Bias-gradient buffers, packed after :attr:`coef_grads`."""
+        return self._gradient_buffers()[1]
+
+    def _gradient_buffers(self):
+        if self._grads is None:
+            # packed like the parameters (coefs then intercepts): see init_params
+            units = self._units
+            shapes = list(zip(units[:-1], units[1:], strict=False))
+            grads = packed_empty(shapes + [(w,) for w in units[1:]], self.Z[0].dtype)
+            self._grads = grads[: len(shapes)], grads[len(shapes) :]
+        return self._grads
 
     def rows(self, n):
         """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows.
@@ -124,9 +141,8 @@ class Workspace:
 
     def matches(self, layer_units, dtype, keep_Z=True, scratch_dtype=None):
         """Whether the buffers fit this architecture, dtype and activation."""
-        units = [self.coef_grads[0].shape[0]] + [z.shape[1] for z in self.Z]
         return (
-            units == list(layer_units)
+            self._units == list(layer_units)
             and self.Z[0].dtype == dtype
             and self.keep_Z == keep_Z
             and self._scratch.dtype

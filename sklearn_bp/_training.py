@@ -8,12 +8,14 @@ raising, so that a real exception is never mistaken for a stop.
 """
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 from scipy import sparse
 from sklearn.utils import gen_batches
 
 from ._flat import flat_base, packed_copy
+from ._fused import FusedStep, fusable, single_threaded_blas, thread_budget
 from ._network import Workspace, loss_and_gradients, needs_pre_activations
 from .optimizers import SGD, Adam, RMSprop
 
@@ -102,15 +104,41 @@ class Trainer:
         # Packed lists (see sklearn_bp._flat) are copied and checked as one
         # array: one numpy call per step instead of one per layer.
         flat_params = flat_base(self.params)
-        flat_grads = flat_base(workspace.coef_grads + workspace.intercept_grads)
         self._params_flat = self.params if flat_params is None else [flat_params]
         self._previous_flat = (
             self._previous if flat_params is None else [self._previous[0].base]
         )
-        self._grads_flat = None if flat_grads is None else [flat_grads]
+        self._grads_flat = None  # found on the first generic step
         # the built-in optimizers (not subclasses: they may redefine step)
         # fuse the backup and the check into their update
         self._fused = type(optimizer) in (SGD, Adam, RMSprop)
+        # The fused multi-threaded step (see sklearn_bp._fused), made on the
+        # first epoch whose data qualify; close() stops its threads.
+        self._fused_step = None
+
+    def close(self):
+        """Release the fused step's threads (the trainer can still be used)."""
+        if self._fused_step is not None:
+            self._fused_step.close()
+            self._fused_step = None
+
+    def _prepare_fused(self, X):
+        """Set up the fused step for ``X``'s batches if it applies; the context
+        to run the epoch in (one BLAS thread while the step's threads work)."""
+        if not fusable(self.coefs, self.intercepts, self.optimizer, X):
+            self.close()
+            return nullcontext()
+        if self._fused_step is None:
+            self._fused_step = FusedStep(
+                self.coefs, self.intercepts, self._previous,
+                activation=self.activation, loss=self.loss,
+                optimizer=self.optimizer, optimizer_state=self.optimizer_state,
+                alpha=self.alpha, workspace=self.workspace,
+                n_threads=thread_budget(),
+            )
+        if self._fused_step.threads.n_threads > 1:
+            return single_threaded_blas()
+        return nullcontext()
 
     def run_epoch(self, X, Y, sample_weight, lr, epoch):
         """One pass over the data.
@@ -142,18 +170,21 @@ class Trainer:
         )
         loss_sum = weight_sum = 0.0
         n_seen = 0
-        for batch, rows in enumerate(gen_batches(n_samples, self.batch_size), start=1):
-            Xb, Yb, swb = self._gather(X, Y, sample_weight, rows, order)
-            batch_weight = Xb.shape[0] if swb is None else float(np.sum(swb))
-            if batch_weight <= 0:
-                continue  # nothing to learn from; no step, no loss, t_ unchanged
-            if swb is not None and self.alpha:
-                self._note_penalty(batch_weight, lr)
-            value = self.step(Xb, Yb, swb, lr, epoch, batch)
-            share = batch_weight / total_weight
-            loss_sum += value * share
-            weight_sum += share
-            n_seen += Xb.shape[0]
+        with self._prepare_fused(X):
+            for batch, rows in enumerate(
+                gen_batches(n_samples, self.batch_size), start=1
+            ):
+                Xb, Yb, swb = self._gather(X, Y, sample_weight, rows, order)
+                batch_weight = Xb.shape[0] if swb is None else float(np.sum(swb))
+                if batch_weight <= 0:
+                    continue  # nothing to learn from; no step, no loss, t_ unchanged
+                if swb is not None and self.alpha:
+                    self._note_penalty(batch_weight, lr)
+                value = self.step(Xb, Yb, swb, lr, epoch, batch)
+                share = batch_weight / total_weight
+                loss_sum += value * share
+                weight_sum += share
+                n_seen += Xb.shape[0]
         if weight_sum == 0:
             return None, 0
         return loss_sum / weight_sum, n_seen
@@ -167,12 +198,36 @@ class Trainer:
             return self._step(X, Y, sample_weight, lr, epoch, batch)
 
     def _step(self, X, Y, sample_weight, lr, epoch, batch):
+        if self._fused_step is not None:
+            result = self._fused_step.run(X, Y, sample_weight, lr)
+            # None: the gradients could not be proven finite without computing
+            # them; nothing was changed, the generic step below decides.
+            if result is not None:
+                value, finite = result
+                if not math.isfinite(value):
+                    self._roll_back()
+                    raise self._divergence(
+                        f"The training loss or its gradient became non-finite at "
+                        f"epoch {epoch}, batch {batch} (loss={value!r})",
+                        sample_weight, lr,
+                    )
+                if not finite:
+                    self._roll_back()
+                    raise self._divergence(
+                        f"The update at epoch {epoch}, batch {batch} made the "
+                        f"parameters non-finite (loss before it={value!r})",
+                        sample_weight, lr,
+                    )
+                return value
         value, coef_grads, intercept_grads = loss_and_gradients(
             self.coefs, self.intercepts, X, Y, sample_weight,
             self.activation, self.loss, self.alpha, self.workspace,
         )
         grads = coef_grads + intercept_grads
-        if not np.isfinite(value) or not _all_finite(self._grads_flat or grads):
+        if self._grads_flat is None:
+            flat_grads = flat_base(grads)
+            self._grads_flat = grads if flat_grads is None else [flat_grads]
+        if not np.isfinite(value) or not _all_finite(self._grads_flat):
             self._roll_back()
             raise self._divergence(
                 f"The training loss or its gradient became non-finite at epoch "

@@ -170,8 +170,11 @@ def _scratch(lists):
     return np.empty(size, dtype=lists[0][0].dtype)
 
 
-def _run(kernel, lists, backup=None):
+def _run(kernel, lists, backup=None, scratch=False):
     """Apply ``kernel`` to matching blocks of ``lists`` (params first).
+
+    With ``scratch``, the kernel also receives a block-sized scratch buffer
+    shaped like the block (one buffer for the whole step).
 
     With ``backup`` (a list shaped like the parameters), each parameter block
     is first copied into it, while it is in cache, and the updated block's sum
@@ -181,10 +184,15 @@ def _run(kernel, lists, backup=None):
     the update is interrupted, the backup is completed before re-raising, so
     it always holds the parameters from before the step.
     """
+    if scratch:
+        buffer = _scratch(lists)
+        apply = lambda *block: kernel(*block, _like(buffer, block[0]))  # noqa: E731
+    else:
+        apply = kernel
     if backup is None:
         for arrays in zip(*_flat_lists(*lists), strict=True):
             for block in _blocks(*arrays):
-                kernel(*block)
+                apply(*block)
         return None
     flat = _flat_lists(*lists, backup)
     blocks = [b for arrays in zip(*flat, strict=True) for b in _blocks(*arrays)]
@@ -193,7 +201,7 @@ def _run(kernel, lists, backup=None):
         for block in blocks:
             np.copyto(block[-1], block[0])
             done += 1
-            kernel(*block[:-1])
+            apply(*block[:-1])
             total += float(block[0].sum())
     except BaseException:
         for block in blocks[done:]:
@@ -264,23 +272,36 @@ class SGD(Optimizer):
         self._step(params, grads, state, lr)
 
     def _step(self, params, grads, state, lr, backup=None):
+        kernel, buffers = self._kernel(params, state, lr)
+        return _run(kernel, [params, grads, *buffers], backup)
+
+    def _kernel(self, params, state, lr):
+        """The step as a block kernel ``kernel(p, g, *buffers, scratch)``.
+
+        Returns the kernel and the state lists whose matching blocks it takes.
+        ``g`` may be overwritten; ``scratch`` (same shape) is not needed.
+        Counts one step: call once per step, then apply the kernel to every
+        block of the parameters.
+        """
         lr = float(lr)
         momentum = float(self.momentum)
         if momentum == 0:
 
-            def plain(p_, g_):
+            def plain(p_, g_, scratch=None):
                 g_ *= lr
                 p_ -= g_
 
-            return _run(plain, [params, grads], backup)
+            return plain, []
         bufs = state["momentum_buffer"]
         first = bufs is None
         if first:  # torch fills the buffer with the first gradient
-            bufs = state["momentum_buffer"] = _copy(grads)
+            bufs = state["momentum_buffer"] = _zeros_like(params)
         nesterov = self.nesterov
 
-        def kernel(p_, g_, b_):
-            if not first:
+        def kernel(p_, g_, b_, scratch=None):
+            if first:
+                np.copyto(b_, g_)
+            else:
                 b_ *= momentum
                 b_ += g_  # buf = momentum * buf + g
             if nesterov:
@@ -293,7 +314,7 @@ class SGD(Optimizer):
             else:
                 p_ -= np.multiply(b_, lr, out=g_)  # g is free: it takes lr * buf
 
-        return _run(kernel, [params, grads, bufs], backup)
+        return kernel, [bufs]
 
 
 class Adam(Optimizer):
@@ -359,6 +380,15 @@ class Adam(Optimizer):
         self._step(params, grads, state, lr)
 
     def _step(self, params, grads, state, lr, backup=None):
+        kernel, buffers = self._kernel(params, state, lr)
+        return _run(kernel, [params, grads, *buffers], backup, scratch=True)
+
+    def _kernel(self, params, state, lr):
+        """The step as a block kernel ``kernel(p, g, m, v, scratch)``.
+
+        See :meth:`SGD._kernel`; ``scratch`` is a block-sized buffer shaped
+        like ``g`` (``None``: ``g``'s own buffer is used).
+        """
         beta_1, beta_2 = float(self.beta_1), float(self.beta_2)
         eps = float(self.epsilon)
         state["step"] += 1
@@ -370,21 +400,16 @@ class Adam(Optimizer):
         scaled_eps = eps * bias_correction2_sqrt
         scaled_step = step_size * bias_correction2_sqrt
 
-        lists = [params, grads, state["exp_avg"], state["exp_avg_sq"]]
-        # Large parameters: g**2 and the denominator go to a block-sized
-        # scratch buffer that stays in cache, so that the gradient is only
-        # read (not written back to memory); small ones use g's own buffer.
-        large = sum(p.size for p in params) > 2 * _BLOCK
-        scratch = np.empty(_BLOCK, dtype=params[0].dtype) if large else None
-
-        def kernel(p_, g_, m_, v_):
+        def kernel(p_, g_, m_, v_, scratch=None):
             # beta_1 * m + (1 - beta_1) * g
             #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
             # in m's buffer, with no temporary (g is still needed)
             m_ *= beta_1 / (1.0 - beta_1)
             m_ += g_
             m_ *= 1.0 - beta_1
-            s = g_ if scratch is None else _like(scratch, g_)
+            # g**2 and the denominator go to the scratch block, which stays
+            # in cache, so that the gradient is only read, not written back
+            s = g_ if scratch is None else scratch
             np.multiply(g_, g_, out=s)
             s *= 1.0 - beta_2
             v_ *= beta_2
@@ -395,7 +420,7 @@ class Adam(Optimizer):
             denom *= scaled_step
             p_ -= denom
 
-        return _run(kernel, lists, backup)
+        return kernel, [state["exp_avg"], state["exp_avg_sq"]]
 
 
 class RMSprop(Optimizer):
@@ -459,6 +484,15 @@ class RMSprop(Optimizer):
         self._step(params, grads, state, lr)
 
     def _step(self, params, grads, state, lr, backup=None):
+        kernel, buffers = self._kernel(params, state, lr)
+        return _run(kernel, [params, grads, *buffers], backup, scratch=True)
+
+    def _kernel(self, params, state, lr):
+        """The step as a block kernel ``kernel(p, g, v, [gbar,] [buf,] scratch)``.
+
+        See :meth:`SGD._kernel`; ``g`` is needed after ``g**2``, so the kernel
+        needs ``scratch``, a buffer shaped like ``g``.
+        """
         rho, eps = float(self.rho), float(self.epsilon)
         momentum, lr = float(self.momentum), float(lr)
         # ``centered`` or ``momentum`` may have been switched on since
@@ -470,16 +504,15 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = _zeros_like(params)
         state["step"] += 1
         centered = self.centered
-        lists = [params, grads, state["square_avg"]]
+        buffers = [state["square_avg"]]
         if centered:
-            lists.append(state["grad_avg"])
+            buffers.append(state["grad_avg"])
         if momentum > 0:
-            lists.append(state["momentum_buffer"])
-        # g is needed after g**2: a block-sized scratch buffer takes g**2.
-        scratch = _scratch(_flat_lists(*lists))
+            buffers.append(state["momentum_buffer"])
 
         def kernel(p_, g_, v_, *rest):
-            s = np.multiply(g_, g_, out=_like(scratch, g_))
+            *rest, s = rest
+            np.multiply(g_, g_, out=s)
             s *= 1.0 - rho
             v_ *= rho
             v_ += s
@@ -503,7 +536,7 @@ class RMSprop(Optimizer):
                 g_ *= lr
                 p_ -= g_
 
-        return _run(kernel, lists, backup)
+        return kernel, buffers
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
