@@ -292,7 +292,8 @@ class FusedStep:
 
             def derive(cols, j=i - 1):
                 activation._backprop_into(
-                    Z[j][:, cols], A[j][:, cols], deltas[j][:, cols], scratch[j][:, cols]
+                    Z[j][:, cols], A[j][:, cols], deltas[j][:, cols],
+                    scratch[j][:, cols],
                 )
 
             self._product(
@@ -355,7 +356,8 @@ class FusedStep:
             total = sum(threads.run(work, list(range(threads.n_threads))))
             # The biases: small, one kernel call each, on this thread.
             _, scratch_buffer, _ = self.buffers[0]
-            for i, (b, g) in enumerate(zip(intercepts, self.intercept_grads, strict=True)):
+            grads = self.intercept_grads
+            for i, (b, g) in enumerate(zip(intercepts, grads, strict=True)):
                 np.copyto(backup[n_layers + i], b)
                 done.add(n_layers + i)
                 kernel(
