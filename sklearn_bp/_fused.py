@@ -121,7 +121,13 @@ class Threads:
     def run(self, fn, parts):
         if self._pool is None or len(parts) == 1:
             return [fn(part) for part in parts]
-        futures = [self._pool.submit(fn, part) for part in parts[1:]]
+        # numpy's floating-point error settings are per thread: the workers
+        # take the caller's (the training step silences overflow warnings and
+        # reports divergence itself).
+        errors = np.geterr()
+        futures = [
+            self._pool.submit(_with_errstate, errors, fn, part) for part in parts[1:]
+        ]
         error = None
         results = [None] * len(parts)
         try:
@@ -150,6 +156,11 @@ class Threads:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _with_errstate(errors, fn, part):
+    with np.errstate(**errors):
+        return fn(part)
 
 
 def _column_parts(width, n_parts):
