@@ -173,8 +173,8 @@ def _scratch(lists):
 def _run(kernel, lists, backup=None, scratch=False):
     """Apply ``kernel`` to matching blocks of ``lists`` (params first).
 
-    With ``scratch``, the kernel also receives a block-sized scratch buffer
-    shaped like the block (one buffer for the whole step).
+    With ``scratch``, the kernel also receives a scratch buffer shaped like
+    the block (one block-sized buffer for the whole step).
 
     With ``backup`` (a list shaped like the parameters), each parameter block
     is first copied into it, while it is in cache, and the updated block's sum
@@ -184,15 +184,14 @@ def _run(kernel, lists, backup=None, scratch=False):
     the update is interrupted, the backup is completed before re-raising, so
     it always holds the parameters from before the step.
     """
-    if scratch:
-        buffer = _scratch(lists)
-        apply = lambda *block: kernel(*block, _like(buffer, block[0]))  # noqa: E731
-    else:
-        apply = kernel
+    buffer = _scratch(lists) if scratch else None
     if backup is None:
         for arrays in zip(*_flat_lists(*lists), strict=True):
             for block in _blocks(*arrays):
-                apply(*block)
+                if buffer is None:
+                    kernel(*block)
+                else:
+                    kernel(*block, _like(buffer, block[0]))
         return None
     flat = _flat_lists(*lists, backup)
     blocks = [b for arrays in zip(*flat, strict=True) for b in _blocks(*arrays)]
@@ -201,7 +200,10 @@ def _run(kernel, lists, backup=None, scratch=False):
         for block in blocks:
             np.copyto(block[-1], block[0])
             done += 1
-            apply(*block[:-1])
+            if buffer is None:
+                kernel(*block[:-1])
+            else:
+                kernel(*block[:-1], _like(buffer, block[0]))
             total += float(block[0].sum())
     except BaseException:
         for block in blocks[done:]:
@@ -381,10 +383,15 @@ class Adam(Optimizer):
 
     def _step(self, params, grads, state, lr, backup=None):
         kernel, buffers = self._kernel(params, state, lr)
-        return _run(kernel, [params, grads, *buffers], backup, scratch=True)
+        # Large parameters: g**2 and the denominator go to a block-sized
+        # scratch buffer that stays in cache, so that the gradient is only
+        # read, not written back to memory; small ones use g's own buffer
+        # (one array fewer in cache).
+        large = sum(p.size for p in params) > 2 * _BLOCK
+        return _run(kernel, [params, grads, *buffers], backup, scratch=large)
 
     def _kernel(self, params, state, lr):
-        """The step as a block kernel ``kernel(p, g, m, v, scratch)``.
+        """The step as a block kernel ``kernel(p, g, m, v, scratch=None)``.
 
         See :meth:`SGD._kernel`; ``scratch`` is a block-sized buffer shaped
         like ``g`` (``None``: ``g``'s own buffer is used).
@@ -407,9 +414,7 @@ class Adam(Optimizer):
             m_ *= beta_1 / (1.0 - beta_1)
             m_ += g_
             m_ *= 1.0 - beta_1
-            # g**2 and the denominator go to the scratch block, which stays
-            # in cache, so that the gradient is only read, not written back
-            s = g_ if scratch is None else scratch
+            s = g_ if scratch is None else scratch  # g is not needed below
             np.multiply(g_, g_, out=s)
             s *= 1.0 - beta_2
             v_ *= beta_2
