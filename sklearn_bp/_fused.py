@@ -29,6 +29,7 @@ differ in the last bits, as it does between BLAS thread counts.
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -80,9 +81,31 @@ def thread_budget():
     return max(1, min((lib.num_threads for lib in _blas().lib_controllers), default=1))
 
 
+_limit_lock = threading.Lock()
+_limit = {"depth": 0, "limiter": None}
+
+
+@contextmanager
 def single_threaded_blas():
-    """Context manager limiting BLAS to one thread while the step's threads run."""
-    return _blas().limit(limits=1)
+    """Limit BLAS to one thread while the step's threads run.
+
+    The limit is process-wide: fits running at the same time in several
+    threads share it, and the original limits come back when the last one
+    ends (nested ``threadpool_limits`` calls from several threads would
+    restore each other's limits in the wrong order).
+    """
+    with _limit_lock:
+        if _limit["depth"] == 0:
+            _limit["limiter"] = _blas().limit(limits=1)
+        _limit["depth"] += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit["depth"] -= 1
+            if _limit["depth"] == 0:
+                _limit.pop("limiter").restore_original_limits()
+                _limit["limiter"] = None
 
 
 def fusable(coefs, intercepts, optimizer, X):

@@ -184,6 +184,28 @@ def test_blas_limit_is_restored_and_threads_are_stopped(fused):
     assert fused["fused"] > 0
 
 
+def test_concurrent_fits_in_threads_restore_the_blas_limit(fused):
+    # Fits in several threads (joblib's threading backend) share the
+    # process-wide BLAS limit; the original limit comes back after the last.
+    from joblib import Parallel, delayed
+
+    X, y = _data(np.float64)
+
+    def fit(seed):
+        return _fit(BackpropClassifier(hidden_layer_sizes=(64, 32), max_iter=8,
+                                       random_state=seed), X, y)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        models = Parallel(n_jobs=4, backend="threading")(
+            delayed(fit)(seed) for seed in range(8)
+        )
+        assert all(info["num_threads"] == 2 for info in threadpool_info()
+                   if info["user_api"] == "blas")
+    alone = fit(3)
+    for a, b in zip(models[3].coefs_, alone.coefs_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
 def test_sparse_input_and_custom_optimizers_keep_the_generic_step(fused):
     from scipy import sparse
 
