@@ -278,6 +278,7 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
         kernel_of = Adam._kernel
         calls = []
         main = threading.main_thread()
+        worker_started = threading.Event()
 
         def failing_kernel(self, params, state, lr):
             kernel, buffers = kernel_of(self, params, state, lr)
@@ -285,6 +286,10 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
             def k(*args):
                 calls.append(threading.current_thread())
                 is_main = threading.current_thread() is main
+                if is_main:  # let the worker take chunks too, however slow
+                    worker_started.wait(timeout=10)
+                else:
+                    worker_started.set()
                 if len(calls) > 4 and is_main == (where == "calling thread"):
                     raise _Interrupt
                 kernel(*args)
@@ -296,7 +301,7 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
             with pytest.raises(_Interrupt):
                 trainer.step(X[:64], Y[:64], None, 0.1)
         trainer.close()
-    assert len(calls) > 4
+    assert len(calls) > 4 and worker_started.is_set()
     for p, b, saved in zip(trainer.params, before, trainer._previous, strict=True):
         np.testing.assert_array_equal(p, b)
         np.testing.assert_array_equal(saved, b)
