@@ -10,6 +10,8 @@ identity) simply has the short form ``link(raw) - y`` inside its own
 ``gradient``, rather than hard-coded in the backward pass.
 """
 
+import functools
+import math
 from numbers import Real
 
 import numpy as np
@@ -38,7 +40,7 @@ def _weighted_mean(values, sample_weight):
         # on values / n.
         with np.errstate(over="ignore"):
             mean = np.mean(values, dtype=np.float64)
-        if np.isinf(mean) and np.all(np.isfinite(values)):
+        if math.isinf(mean) and np.all(np.isfinite(values)):
             mean = np.sum(values / values.size)
         return float(mean)
     # Normalise the weights before the dot product: sum(w * v) overflows for
@@ -188,11 +190,21 @@ class Loss(Spec):
 def _row_dot(y, v):
     """Row-wise ``sum_j y_ij * v_ij``; a zero ``y_ij`` adds 0 even to a -inf."""
     out = np.einsum("ij,ij->i", y, v)
-    if np.isnan(out).any():
+    # (one reduction: a NaN entry makes the sum NaN; a false alarm from +inf
+    # and -inf entries only takes the exact path below)
+    if math.isnan(out.sum()):
         # 0 * -inf: a log-probability that underflowed for a class of zero
         # target weight (raw outputs ~1e308 apart). It contributes nothing.
         out = np.einsum("ij,ij->i", y, np.where(y == 0, 0, v))
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _row_indices(n):
+    """``arange(n)``, read-only and cached: the same batch size recurs every step."""
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
 
 
 def _softmax_shift(raw, out):
@@ -200,7 +212,7 @@ def _softmax_shift(raw, out):
 
     Returns ``(rows, top)``, the index arrays of each row's largest entry.
     """
-    rows = np.arange(raw.shape[0])
+    rows = _row_indices(raw.shape[0])
     top = np.argmax(raw, axis=1)
     row_max = raw[rows, top][:, None]  # a copy: safe when out aliases raw
     with np.errstate(over="ignore"):  # -inf for entries ~1e308 below the max
@@ -324,10 +336,12 @@ class LogLoss(Loss):
             y_dot_shifted = _row_dot(y, out)
             np.exp(out, out=out)
             out[rows, top] = 0.0
-            rest = out.sum(axis=1, keepdims=True)
-            per_sample = np.log1p(rest).ravel() - y_dot_shifted
+            rest = out.sum(axis=1)
+            per_sample = np.log1p(rest)
+            per_sample -= y_dot_shifted
             out[rows, top] = 1.0
-            out /= 1.0 + rest
+            rest += 1.0
+            out /= rest[:, None]
         else:
             per_sample = _binary_cross_entropy(y, raw)
             expit(raw, out=out)
