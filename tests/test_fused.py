@@ -359,3 +359,38 @@ def _fused_two_threads(monkeypatch):
 )
 def test_estimator_checks_with_the_fused_step(estimator, check, _fused_two_threads):
     check(estimator)
+
+
+def test_parameters_stay_packed_and_early_stopping_restores_the_best(
+    fused, monkeypatch
+):
+    # coefs_ and intercepts_ stay one packed buffer under the fused step, and
+    # early stopping restores its best weights into them.
+    from sklearn_bp import _flat
+
+    X, y = _data(np.float64, n=400)
+    params = dict(hidden_layer_sizes=(48, 24), max_iter=30, early_stopping=True,
+                  n_iter_no_change=3, learning_rate_init=0.01, random_state=0)
+    got = _fit(BackpropClassifier(**params), X, y)
+    assert fused["fused"] > 0
+    assert _flat.flat_base(got.coefs_ + got.intercepts_) is not None
+    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", np.inf)
+    expected = _fit(BackpropClassifier(**params), X, y)
+    assert got.n_iter_ == expected.n_iter_
+    np.testing.assert_allclose(got.validation_scores_, expected.validation_scores_)
+    for a, b in zip(expected.coefs_ + expected.intercepts_,
+                    got.coefs_ + got.intercepts_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_partial_fit_calls_equal_fit_epochs_bit_for_bit(fused):
+    X, y = _data(np.float64)
+    params = dict(hidden_layer_sizes=(40,), batch_size=32, random_state=0,
+                  shuffle=False)
+    fitted = _fit(BackpropClassifier(max_iter=3, **params), X, y)
+    stepped = BackpropClassifier(**params)
+    for _ in range(3):
+        stepped.partial_fit(X, y, classes=np.unique(y))
+    for a, b in zip(fitted.coefs_ + fitted.intercepts_,
+                    stepped.coefs_ + stepped.intercepts_, strict=True):
+        np.testing.assert_array_equal(a, b)
