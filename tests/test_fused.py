@@ -131,6 +131,21 @@ def test_fused_step_equals_generic_step(case, dtype, n_threads, request):
             assert state_f[key] == value
 
 
+@pytest.mark.parametrize("split", ["rows", "columns"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", ["adam-l2-tanh", "custom-activation"])
+def test_both_ways_of_splitting_the_products(case, dtype, split, monkeypatch, request):
+    # Each dtype uses one way by default; both must give the generic result.
+    rows = {np.dtype(dtype)} if split == "rows" else set()
+    monkeypatch.setattr(_fused, "_ROW_SPLIT", frozenset(rows))
+    with threadpool_limits(limits=2, user_api="blas"):
+        generic_model, fused_model = _pair(case, dtype, request)
+    rtol = 1e-9 if dtype == np.float64 else 2e-4
+    for a, b in zip(generic_model.coefs_ + generic_model.intercepts_,
+                    fused_model.coefs_ + fused_model.intercepts_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol * 1e-2)
+
+
 def test_fused_result_does_not_depend_on_the_thread_count(fused):
     # Each weight-gradient chunk is one GEMM on the same operands whichever
     # thread runs it, so the updates agree; the column-split forward products
@@ -326,8 +341,8 @@ def test_threads_run_waits_for_every_worker_and_reraises():
 
 
 @pytest.mark.parametrize("width,n_parts", [(10, 2), (1024, 2), (1000, 3), (17, 8)])
-def test_column_parts_cover_the_columns_once(width, n_parts):
-    parts = _fused._column_parts(width, n_parts)
+def test_parts_cover_the_range_once(width, n_parts):
+    parts = _fused._parts(width, n_parts)
     assert 1 <= len(parts) <= n_parts
     covered = np.concatenate([np.arange(width)[p] for p in parts])
     np.testing.assert_array_equal(covered, np.arange(width))
