@@ -10,10 +10,9 @@ optimizers on dense input, instead:
 * splits the forward products and the backpropagated deltas by batch rows or
   output columns across its own threads, each running a single-threaded GEMM
   followed by the bias and activation (or activation derivative) on the part
-  it computed.
-  BLAS is limited to one thread meanwhile, as scikit-learn's KMeans does for
-  its own threads: an idle OpenBLAS worker spins and would take the core from
-  the element-wise work;
+  it computed. BLAS is limited to one thread meanwhile, as scikit-learn's
+  KMeans does for its own threads: an idle OpenBLAS worker spins and would
+  take the core from the element-wise work;
 * computes every delta before any parameter changes, and proves every weight
   gradient finite before the first update with a cheap bound, so a step is
   applied whole or not at all, as in the generic step;
