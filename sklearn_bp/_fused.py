@@ -79,14 +79,23 @@ def _blas():
     return _controller.select(user_api="blas")
 
 
+# At most this many threads: the products are split into parts of at least
+# _MIN_PART rows or columns, and the benchmark networks' layers have about a
+# thousand. (Only 2 cores were available to measure; more threads than that
+# are untested.)
+_MAX_THREADS = 8
+_MIN_PART = 64
+
+
 def thread_budget():
     """Threads the fused step may use: as many as BLAS may use right now.
 
     This follows ``threadpoolctl.threadpool_limits``, the ``OMP_NUM_THREADS``
     and ``OPENBLAS_NUM_THREADS`` variables and joblib's limits in its workers:
-    one knob for both.
+    one knob for both. At most ``_MAX_THREADS``.
     """
-    return max(1, min((lib.num_threads for lib in _blas().lib_controllers), default=1))
+    blas_threads = min((lib.num_threads for lib in _blas().lib_controllers), default=1)
+    return max(1, min(blas_threads, _MAX_THREADS))
 
 
 _limit_lock = threading.Lock()
@@ -197,7 +206,9 @@ def _with_errstate(errors, fn, part):
 
 
 def _parts(width, n_parts):
-    """At most ``n_parts`` slices covering ``range(width)``, cut at multiples of 16."""
+    """At most ``n_parts`` slices covering ``range(width)``, cut at multiples of
+    16, each at least ``_MIN_PART`` wide (unless there is only one)."""
+    n_parts = max(1, min(n_parts, width // _MIN_PART))
     bounds = {min(width, (width * k // n_parts + 8) // 16 * 16) for k in range(n_parts)}
     bounds = sorted(bounds | {width})
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

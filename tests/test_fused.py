@@ -25,6 +25,7 @@ def fused(monkeypatch):
     """Force the fused step on any network; record how often it ran."""
     monkeypatch.setattr(_fused, "_MIN_WEIGHTS", 0)
     monkeypatch.setattr(_fused, "_MIN_SPLIT", 0)
+    monkeypatch.setattr(_fused, "_MIN_PART", 1)
     calls = {"fused": 0, "fallback": 0}
     run = _fused.FusedStep.run
 
@@ -340,10 +341,14 @@ def test_threads_run_waits_for_every_worker_and_reraises():
     threads.close()
 
 
-@pytest.mark.parametrize("width,n_parts", [(10, 2), (1024, 2), (1000, 3), (17, 8)])
+@pytest.mark.parametrize(
+    "width,n_parts", [(10, 2), (1024, 2), (1000, 3), (17, 8), (300, 8), (128, 2)]
+)
 def test_parts_cover_the_range_once(width, n_parts):
+    # (the default _MIN_PART: no monkeypatching fixture here)
     parts = _fused._parts(width, n_parts)
     assert 1 <= len(parts) <= n_parts
+    assert len(parts) == 1 or min(p.stop - p.start for p in parts) >= 48
     covered = np.concatenate([np.arange(width)[p] for p in parts])
     np.testing.assert_array_equal(covered, np.arange(width))
 
@@ -360,6 +365,7 @@ def test_trainer_step_count_matches_batches(fused):
 def _fused_two_threads(monkeypatch):
     monkeypatch.setattr(_fused, "_MIN_WEIGHTS", 0)
     monkeypatch.setattr(_fused, "_MIN_SPLIT", 0)
+    monkeypatch.setattr(_fused, "_MIN_PART", 1)
     with threadpool_limits(limits=2, user_api="blas"):
         yield
 
