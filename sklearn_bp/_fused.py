@@ -330,7 +330,7 @@ class FusedStep:
         weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
         last = self.n_layers - 1
         # The built-in activations are element-wise and keep no state: each
-        # thread applies them to its own columns.
+        # thread applies them to the part of the product it computed.
         threaded = type(activation) in _BUILTIN_ACTIVATIONS
         inputs = X
         for i in range(self.n_layers):
