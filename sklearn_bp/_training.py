@@ -198,26 +198,17 @@ class Trainer:
             return self._step(X, Y, sample_weight, lr, epoch, batch)
 
     def _step(self, X, Y, sample_weight, lr, epoch, batch):
+        where = (epoch, batch, sample_weight, lr)
         if self._fused_step is not None:
             result = self._fused_step.run(X, Y, sample_weight, lr)
             # None: the gradients could not be proven finite without computing
-            # them; nothing was changed, the generic step below decides.
+            # them; nothing was changed, and the generic step below decides.
             if result is not None:
                 value, finite = result
                 if not math.isfinite(value):
-                    self._roll_back()
-                    raise self._divergence(
-                        f"The training loss or its gradient became non-finite at "
-                        f"epoch {epoch}, batch {batch} (loss={value!r})",
-                        sample_weight, lr,
-                    )
+                    self._fail_loss(value, *where)
                 if not finite:
-                    self._roll_back()
-                    raise self._divergence(
-                        f"The update at epoch {epoch}, batch {batch} made the "
-                        f"parameters non-finite (loss before it={value!r})",
-                        sample_weight, lr,
-                    )
+                    self._fail_update(value, *where)
                 return value
         value, coef_grads, intercept_grads = loss_and_gradients(
             self.coefs, self.intercepts, X, Y, sample_weight,
@@ -228,11 +219,7 @@ class Trainer:
             flat_grads = flat_base(grads)
             self._grads_flat = grads if flat_grads is None else [flat_grads]
         if not np.isfinite(value) or not _all_finite(self._grads_flat):
-            self._roll_back()
-            raise self._divergence(
-                f"The training loss or its gradient became non-finite at epoch "
-                f"{epoch}, batch {batch} (loss={value!r})", sample_weight, lr,
-            )
+            self._fail_loss(value, *where)
         try:
             if self._fused:
                 # The built-ins copy each block into the backup and check it
@@ -253,12 +240,22 @@ class Trainer:
             self._roll_back()
             raise
         if not finite:
-            self._roll_back()
-            raise self._divergence(
-                f"The update at epoch {epoch}, batch {batch} made the parameters "
-                f"non-finite (loss before it={value!r})", sample_weight, lr,
-            )
+            self._fail_update(value, *where)
         return value
+
+    def _fail_loss(self, value, epoch, batch, sample_weight, lr):
+        self._roll_back()
+        raise self._divergence(
+            f"The training loss or its gradient became non-finite at epoch "
+            f"{epoch}, batch {batch} (loss={value!r})", sample_weight, lr,
+        )
+
+    def _fail_update(self, value, epoch, batch, sample_weight, lr):
+        self._roll_back()
+        raise self._divergence(
+            f"The update at epoch {epoch}, batch {batch} made the parameters "
+            f"non-finite (loss before it={value!r})", sample_weight, lr,
+        )
 
     def _roll_back(self):
         """Restore the parameters from before the last step (see __init__)."""
