@@ -16,7 +16,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from ._flat import flat_base, packed_copy, packed_zeros_like
+from ._flat import flat_base, packed_zeros_like
 from ._spec import Spec, resolve
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "OPTIMIZERS", "get_optimizer"]
@@ -90,12 +90,6 @@ def _zeros_like(params):
     if flat_base(params) is not None:
         return packed_zeros_like(params)
     return [np.zeros_like(p) for p in params]
-
-
-def _copy(arrays):
-    if flat_base(arrays) is not None:
-        return packed_copy(arrays)
-    return [a.copy() for a in arrays]
 
 
 # The built-in steps below are fused by hand: every operation is an in-place
