@@ -415,3 +415,37 @@ def test_partial_fit_calls_equal_fit_epochs_bit_for_bit(fused):
     for a, b in zip(fitted.coefs_ + fitted.intercepts_,
                     stepped.coefs_ + stepped.intercepts_, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "task", ["multilabel", "multi-output regression", "binary, odd sizes"]
+)
+def test_other_targets_and_shapes_equal_the_generic_step(task, monkeypatch, request):
+    # Three hidden layers of widths that are not multiples of 16, a batch
+    # size that leaves a short last batch, zero sample weights, L2.
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((203, 17))
+    sw = rng.uniform(0, 2, X.shape[0])
+    sw[::7] = 0
+    params = dict(hidden_layer_sizes=(37, 29, 13), batch_size=45, max_iter=4,
+                  alpha=0.01, random_state=0)
+    if task == "multilabel":
+        y = (X[:, :3] + rng.normal(size=(203, 3)) > 0).astype(int)
+        make = lambda: BackpropClassifier(**params)  # noqa: E731
+    elif task == "multi-output regression":
+        y = X[:, :2] @ rng.normal(size=(2, 2)) + 0.1 * rng.normal(size=(203, 2))
+        make = lambda: BackpropRegressor(optimizer=RMSprop(), **params)  # noqa: E731
+    else:
+        y = (X[:, 0] > 0).astype(int)
+        make = lambda: BackpropClassifier(  # noqa: E731
+            optimizer=SGD(momentum=0.9), activation="elu", **params
+        )
+    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", np.inf)
+    expected = _fit(make(), X, y, sample_weight=sw)
+    calls = request.getfixturevalue("fused")
+    with threadpool_limits(limits=2, user_api="blas"):
+        got = _fit(make(), X, y, sample_weight=sw)
+    assert calls["fused"] == 4 * 5 and calls["fallback"] == 0
+    for a, b in zip(expected.coefs_ + expected.intercepts_,
+                    got.coefs_ + got.intercepts_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
