@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import quiet_fit as _fit
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
@@ -385,12 +386,6 @@ def test_optimizer_minimises_a_quadratic(opt_id):
 
 
 # -- a toy problem learned inside an estimator ----------------------------------
-
-
-def _fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y)
 
 
 def _regression_data(dtype, n=200):

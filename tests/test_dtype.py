@@ -10,12 +10,11 @@ Two kinds of checks:
   an in-place update by a float64 scalar that numpy silently casts back.
 """
 
-import warnings
 
 import numpy as np
 import pytest
+from _helpers import quiet_fit as _fit
 from scipy import sparse
-from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
 from sklearn_bp._network import Workspace, init_params, needs_pre_activations
@@ -54,12 +53,6 @@ def _float_arrays(obj, path="state"):
     elif isinstance(obj, list | tuple):
         for i, v in enumerate(obj):
             yield from _float_arrays(v, f"{path}[{i}]")
-
-
-def _fit(est, X, y, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y, **kw)
 
 
 @pytest.mark.parametrize("opt_id", list(OPTIMIZERS))

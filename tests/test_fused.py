@@ -6,11 +6,10 @@ threads however small they are. Each test states which path it compares with.
 """
 
 import threading
-import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
+from _helpers import quiet_fit as _fit
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -65,12 +64,6 @@ def _data(dtype, n=157, n_features=12, seed=0):
     X = rng.standard_normal((n, n_features)).astype(dtype)
     y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int) + (X[:, 2] > 0)
     return X, y
-
-
-def _fit(est, X, y, **fit_params):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y, **fit_params)
 
 
 CASES = {

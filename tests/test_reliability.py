@@ -17,15 +17,14 @@ import gc
 import pickle
 import re
 import tracemalloc
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from _helpers import quiet_fit as _quiet_fit
 from scipy import sparse
 from sklearn import config_context
 from sklearn.datasets import make_classification, make_regression
-from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor, _training
 from sklearn_bp.optimizers import SGD, Optimizer, RMSprop
@@ -52,12 +51,6 @@ def clf_data():
 def reg_data():
     X, y = make_regression(n_samples=60, n_features=5, random_state=0)
     return X, y / y.std()
-
-
-def _quiet_fit(est, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(*args, **kwargs)
 
 
 def _params(est):

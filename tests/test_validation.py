@@ -6,15 +6,14 @@ subclasses work end to end.
 """
 
 import re
-import warnings
 
 import numpy as np
 import pytest
+from _helpers import quiet_fit as _quiet_fit
 from scipy import sparse
 from scipy.special import expit, softmax
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
@@ -35,12 +34,6 @@ def _data(Estimator, n=30, seed=0):
         else X[:, 0] - X[:, 1]
     )
     return X, y
-
-
-def _quiet_fit(est, X, y, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y, **kwargs)
 
 
 # -- bad hyper-parameters: raised at fit, naming the parameter and what it accepts --
