@@ -254,6 +254,11 @@ class FusedStep:
         self.threads = Threads(n_threads)
         self.n_layers = len(coefs)
         dtype = coefs[0].dtype
+        # The built-in activations are element-wise and keep no state: each
+        # thread applies them to the part of the product it computed.
+        self.threaded = type(activation) in _BUILTIN_ACTIVATIONS
+        # No weight gradient can overflow below this bound (see run).
+        self.limit = 0.25 * float(np.finfo(dtype).max)
         # Row chunks of every weight matrix, taken by whichever thread is free
         # (a chunk's result does not depend on the thread that computes it).
         self.chunks = []
@@ -329,9 +334,7 @@ class FusedStep:
         Z, A, deltas, scratch = self.workspace.rows(n)
         weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
         last = self.n_layers - 1
-        # The built-in activations are element-wise and keep no state: each
-        # thread applies them to the part of the product it computed.
-        threaded = type(activation) in _BUILTIN_ACTIVATIONS
+        threaded = self.threaded
         inputs = X
         for i in range(self.n_layers):
 
@@ -384,12 +387,11 @@ class FusedStep:
         # this bound no weight gradient, nor the L2 term added to it, can
         # overflow or be NaN. Above it (or with non-finite deltas), the
         # generic step takes over and checks the gradients themselves.
-        limit = 0.25 * float(np.finfo(coefs[0].dtype).max)
         for i in range(self.n_layers):
             bound = _norm(layer_inputs[i]) * _norm(layer_deltas[i])
             if l2:
                 bound += l2 * math.sqrt(squares[i])
-            if not bound < limit:
+            if not bound < self.limit:
                 return None
         if not math.isfinite(sum(float(g.sum()) for g in intercept_grads)):
             return None
