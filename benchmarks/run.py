@@ -170,8 +170,9 @@ def summarize(rows):
         else None,
     }
     for r in rows:
-        if r["workload"] == "W4":
-            summary[f"W4_gemm_fraction_{r['dtype']}"] = r.get("gemm_fraction_ours")
+        if r["workload"] in ("W4", "W4-SGD"):
+            key = f"{r['workload'].replace('-', '_')}_gemm_fraction_{r['dtype']}"
+            summary[key] = r.get("gemm_fraction_ours")
     if rows and "peak_mib_ours" in rows[0]:
         summary["memory_ours_le_mlp_every_row"] = all(
             r["peak_mib_ours"] <= r["peak_mib_mlp"] for r in rows
@@ -246,7 +247,12 @@ def report(result, rst=False):
         f"largest ratio {_fmt(s['max_ratio'], '.3f')} "
         f"({s['max_ratio_row']})",
     ]
-    for key in ("W4_gemm_fraction_float64", "W4_gemm_fraction_float32"):
+    for key in (
+        "W4_gemm_fraction_float64",
+        "W4_gemm_fraction_float32",
+        "W4_SGD_gemm_fraction_float64",
+        "W4_SGD_gemm_fraction_float32",
+    ):
         if key in s:
             out.append(f"{key}: {_fmt(s[key], '.3f')}")
     if "memory_ours_le_mlp_every_row" in s:

@@ -4,8 +4,8 @@ Every workload is fixed work: ``max_iter`` epochs with ``tol=0`` and a huge
 ``n_iter_no_change``, so that neither estimator stops early, the same
 architecture, optimizer, batch size, learning rate, L2 penalty and
 ``random_state`` on both sides. MLP's ``solver`` is matched with our optimizer of
-the same name (``adam`` with ``adam``, ``sgd`` with Nesterov-momentum ``sgd``), so
-that both do the same work per step.
+the same name (``adam`` with ``adam``, ``sgd`` with Nesterov-momentum ``sgd``,
+plain SGD with ``sgd`` at ``momentum=0``), so that both do the same work per step.
 """
 
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ class Workload:
     task: str  # "classification" or "regression"
     make_data: callable
     hidden_layer_sizes: tuple
-    optimizer: str  # "adam" or "sgd"
+    optimizer: str  # "adam", "sgd" (Nesterov momentum 0.9) or "plain sgd"
     batch_size: int
     epochs: int  # full run
     epochs_quick: int
@@ -63,6 +63,10 @@ class Workload:
             # (torch.optim.SGD) for a constant learning rate.
             ours_opt = SGD(momentum=0.9, nesterov=True)
             theirs = dict(solver="sgd", momentum=0.9, nesterovs_momentum=True)
+        elif self.optimizer == "plain sgd":
+            # p -= lr * g on both sides: the cheapest update there is
+            ours_opt = SGD(momentum=0.0, nesterov=False)
+            theirs = dict(solver="sgd", momentum=0.0, nesterovs_momentum=False)
         else:
             ours_opt = "adam"
             theirs = dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8)
@@ -142,6 +146,7 @@ def _sparse_text_like(n_samples, n_features, density, n_classes, seed):
 
 
 _W2_DATA = _classification(50_000, 100, 10, 0)
+_W4_DATA = _classification(20_000, 784, 10, 0)
 
 WORKLOADS = [
     Workload(
@@ -182,13 +187,29 @@ WORKLOADS = [
         "W4",
         "20,000x784 10-class, (1024, 1024), adam, batch 256",
         "classification",
-        _classification(20_000, 784, 10, 0),
+        _W4_DATA,
         (1024, 1024),
         "adam",
         256,
         epochs=2,
         epochs_quick=1,
         predict=True,
+    ),
+    # Not a target: W4 with the cheapest update, which shows how close the
+    # rest of the step (products, activations, loss, threads) comes to the
+    # GEMM limit; the difference to W4 is what Adam's element-wise passes cost.
+    Workload(
+        "W4-SGD",
+        "W4 with plain SGD (momentum 0)",
+        "classification",
+        _W4_DATA,
+        (1024, 1024),
+        "plain sgd",
+        256,
+        epochs=2,
+        epochs_quick=1,
+        learning_rate_init=0.1,  # 1e-3 barely moves plain SGD in two epochs
+        in_geomean=False,
     ),
     Workload(
         "W2-L2",
