@@ -8,7 +8,7 @@ the same name (``adam`` with ``adam``, ``sgd`` with Nesterov-momentum ``sgd``,
 plain SGD with ``sgd`` at ``momentum=0``), so that both do the same work per step.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import sparse
@@ -145,8 +145,31 @@ def _sparse_text_like(n_samples, n_features, density, n_classes, seed):
     return make
 
 
-_W2_DATA = _classification(50_000, 100, 10, 0)
-_W4_DATA = _classification(20_000, 784, 10, 0)
+_W2 = Workload(
+    "W2",
+    "50,000x100 synthetic 10-class, (256, 128), adam, batch 200",
+    "classification",
+    _classification(50_000, 100, 10, 0),
+    (256, 128),
+    "adam",
+    200,
+    epochs=4,
+    epochs_quick=1,
+    predict=True,
+)
+
+_W4 = Workload(
+    "W4",
+    "20,000x784 10-class, (1024, 1024), adam, batch 256",
+    "classification",
+    _classification(20_000, 784, 10, 0),
+    (1024, 1024),
+    "adam",
+    256,
+    epochs=2,
+    epochs_quick=1,
+    predict=True,
+)
 
 WORKLOADS = [
     Workload(
@@ -160,18 +183,7 @@ WORKLOADS = [
         epochs=60,
         epochs_quick=10,
     ),
-    Workload(
-        "W2",
-        "50,000x100 synthetic 10-class, (256, 128), adam, batch 200",
-        "classification",
-        _W2_DATA,
-        (256, 128),
-        "adam",
-        200,
-        epochs=4,
-        epochs_quick=1,
-        predict=True,
-    ),
+    _W2,
     Workload(
         "W3",
         "50,000x100 synthetic regression (standardised y), (256, 128), sgd, batch 200",
@@ -183,46 +195,26 @@ WORKLOADS = [
         epochs=4,
         epochs_quick=1,
     ),
-    Workload(
-        "W4",
-        "20,000x784 10-class, (1024, 1024), adam, batch 256",
-        "classification",
-        _W4_DATA,
-        (1024, 1024),
-        "adam",
-        256,
-        epochs=2,
-        epochs_quick=1,
-        predict=True,
-    ),
+    _W4,
     # Not a target: W4 with the cheapest update, which shows how close the
     # rest of the step (products, activations, loss, threads) comes to the
     # GEMM limit; the difference to W4 is what Adam's element-wise passes cost.
-    Workload(
-        "W4-SGD",
-        "W4 with plain SGD (momentum 0)",
-        "classification",
-        _W4_DATA,
-        (1024, 1024),
-        "plain sgd",
-        256,
-        epochs=2,
-        epochs_quick=1,
+    replace(
+        _W4,
+        name="W4-SGD",
+        description="W4 with plain SGD (momentum 0)",
+        optimizer="plain sgd",
         learning_rate_init=0.1,  # 1e-3 barely moves plain SGD in two epochs
         in_geomean=False,
+        predict=False,
     ),
-    Workload(
-        "W2-L2",
-        "W2 with alpha=1e-4 (L2 penalty)",
-        "classification",
-        _W2_DATA,
-        (256, 128),
-        "adam",
-        200,
-        epochs=4,
-        epochs_quick=1,
+    replace(
+        _W2,
+        name="W2-L2",
+        description="W2 with alpha=1e-4 (L2 penalty)",
         alpha=1e-4,
         in_geomean=False,
+        predict=False,
     ),
     Workload(
         "S1",
