@@ -38,8 +38,10 @@ def _weighted_mean(values, sample_weight):
         # Accumulated in float64 (float32 losses near 1e38 overflow a float32
         # sum); a float64 sum that overflows while the mean does not is redone
         # on values / n.
+        # (np.mean's own arithmetic, without its Python wrapper: this runs
+        # once per training step)
         with np.errstate(over="ignore"):
-            mean = np.mean(values, dtype=np.float64)
+            mean = np.add.reduce(values, axis=None, dtype=np.float64) / values.size
         if math.isinf(mean) and np.all(np.isfinite(values)):
             mean = np.sum(values / values.size)
         return float(mean)
@@ -336,7 +338,8 @@ class LogLoss(Loss):
             y_dot_shifted = _row_dot(y, out)
             np.exp(out, out=out)
             out[rows, top] = 0.0
-            rest = out.sum(axis=1)
+            # (row sums by einsum: half the time of sum(axis=1) on short rows)
+            rest = np.einsum("ij->i", out)
             per_sample = np.log1p(rest)
             per_sample -= y_dot_shifted
             out[rows, top] = 1.0
