@@ -16,6 +16,14 @@ regression) of both, the peak extra memory of each during ``fit``
 printed and written, with the machine's description, as JSON (and as a
 reStructuredText table) to ``benchmarks/results/``.
 
+The L-BFGS rows (``LB1``, ``LB2``: ``optimizer="lbfgs"`` next to MLP's
+``solver="lbfgs"``) have a table of their own: seconds per L-BFGS iteration
+(fit time / ``n_iter_``) of both, their ratio, both iteration counts and both
+final losses (``loss_``, L2 term included), so that equal work and an equal
+result can be checked on the same line. They are not in the geometric mean::
+
+    python benchmarks/run.py --quick --only LB1,LB2
+
 On machines where ``OPENBLAS_CORETYPE`` is forced to an older kernel, run it as
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py`` to
 measure the kernel numpy would pick itself (the table header says which kernel
@@ -96,6 +104,8 @@ def score(est, X, y, task):
 
 
 def run_row(w, dtype_name, X, y, args):
+    if w.solver == "lbfgs":
+        return run_lbfgs_row(w, dtype_name, X, y, args)
     epochs = w.epochs_quick if args.quick else w.epochs
     ours, theirs = w.estimators(max_iter=epochs)
     times, (fit_ours, fit_theirs) = timed_fits(ours, theirs, X, y, args.repeats)
@@ -123,10 +133,7 @@ def run_row(w, dtype_name, X, y, args):
         "coefs_dtype_ours": str(fit_ours.coefs_[0].dtype),
         "coefs_dtype_mlp": str(fit_theirs.coefs_[0].dtype),
     }
-    if not args.no_memory:
-        one_epoch = [e.set_params(max_iter=1) for e in w.estimators(max_iter=1)]
-        row["peak_mib_ours"] = peak_fit_memory(one_epoch[0], X, y) / 2**20
-        row["peak_mib_mlp"] = peak_fit_memory(one_epoch[1], X, y) / 2**20
+    add_peak_memory(row, w, X, y, args)
     n_outputs = len(np.unique(y)) if w.task == "classification" else 1
     if n_outputs == 2:
         n_outputs = 1
@@ -158,7 +165,66 @@ def run_row(w, dtype_name, X, y, args):
     return row
 
 
+def add_peak_memory(row, w, X, y, args):
+    """Peak extra memory of one epoch (one L-BFGS iteration) of each side."""
+    if not args.no_memory:
+        one_epoch = w.estimators(max_iter=1)
+        row["peak_mib_ours"] = peak_fit_memory(one_epoch[0], X, y) / 2**20
+        row["peak_mib_mlp"] = peak_fit_memory(one_epoch[1], X, y) / 2**20
+
+
+def run_lbfgs_row(w, dtype_name, X, y, args):
+    """An L-BFGS row: seconds per iteration and final losses of both sides.
+
+    Both fits run ``max_iter`` iterations of scipy's L-BFGS-B from the same
+    initial weights; each side's time is divided by its own ``n_iter_`` (they
+    should be equal; the table shows both). There is no GEMM fraction: an
+    iteration costs one loss-and-gradient evaluation or more (line search),
+    and MLP does not say how many it made.
+    """
+    iters = w.epochs_quick if args.quick else w.epochs
+    ours, theirs = w.estimators(max_iter=iters)
+    times, (fit_ours, fit_theirs) = timed_fits(ours, theirs, X, y, args.repeats)
+    s_ours = float(np.median(times[0])) / fit_ours.n_iter_
+    s_mlp = float(np.median(times[1])) / fit_theirs.n_iter_
+    loss_ours, loss_mlp = float(fit_ours.loss_), float(fit_theirs.loss_)
+    row = {
+        "workload": w.name,
+        "description": w.description,
+        "solver": "lbfgs",
+        "dtype": dtype_name,
+        "n_samples": X.shape[0],
+        "max_iter": iters,
+        "n_iter_ours": int(fit_ours.n_iter_),
+        "n_iter_mlp": int(fit_theirs.n_iter_),
+        "repeats": args.repeats,
+        "alpha": w.alpha,
+        "in_geomean": False,
+        "fit_seconds_ours": times[0],
+        "fit_seconds_mlp": times[1],
+        "s_per_iter_ours": s_ours,
+        "s_per_iter_mlp": s_mlp,
+        "ratio": s_ours / s_mlp,
+        "loss_ours": loss_ours,
+        "loss_mlp": loss_mlp,
+        "loss_rel_diff": abs(loss_ours - loss_mlp) / max(abs(loss_mlp), 1e-300),
+        "score_name": "accuracy" if w.task == "classification" else "r2",
+        "score_ours": score(fit_ours, X, y, w.task),
+        "score_mlp": score(fit_theirs, X, y, w.task),
+        "coefs_dtype_ours": str(fit_ours.coefs_[0].dtype),
+        "coefs_dtype_mlp": str(fit_theirs.coefs_[0].dtype),
+    }
+    add_peak_memory(row, w, X, y, args)
+    return row
+
+
+def is_lbfgs(row):
+    return row.get("solver") == "lbfgs"
+
+
 def summarize(rows):
+    lbfgs = [r for r in rows if is_lbfgs(r)]
+    rows = [r for r in rows if not is_lbfgs(r)]
     main = [r for r in rows if r["in_geomean"]]
     ratios = [r["ratio"] for r in main]
     summary = {
@@ -176,6 +242,14 @@ def summarize(rows):
     if rows and "peak_mib_ours" in rows[0]:
         summary["memory_ours_le_mlp_every_row"] = all(
             r["peak_mib_ours"] <= r["peak_mib_mlp"] for r in rows
+        )
+    if lbfgs:
+        worst = max(lbfgs, key=lambda r: r["ratio"])
+        summary["lbfgs_max_ratio"] = worst["ratio"]
+        summary["lbfgs_max_ratio_row"] = f"{worst['workload']} {worst['dtype']}"
+        summary["lbfgs_max_loss_rel_diff"] = max(r["loss_rel_diff"] for r in lbfgs)
+        summary["lbfgs_same_n_iter"] = all(
+            r["n_iter_ours"] == r["n_iter_mlp"] for r in lbfgs
         )
     return summary
 
@@ -196,6 +270,24 @@ COLUMNS = [
     ("peak MiB MLP", lambda r: r.get("peak_mib_mlp"), ".1f"),
     ("GEMM frac ours", lambda r: r.get("gemm_fraction_ours"), ".3f"),
     ("GEMM frac MLP", lambda r: r.get("gemm_fraction_mlp"), ".3f"),
+]
+
+LBFGS_COLUMNS = [
+    ("row", lambda r: r["workload"], ""),
+    ("dtype", lambda r: r["dtype"], ""),
+    ("iters ours", lambda r: r["n_iter_ours"], "d"),
+    ("iters MLP", lambda r: r["n_iter_mlp"], "d"),
+    ("ours s/it", lambda r: r["s_per_iter_ours"], ".5f"),
+    ("MLP s/it", lambda r: r["s_per_iter_mlp"], ".5f"),
+    ("ratio", lambda r: r["ratio"], ".3f"),
+    ("loss ours", lambda r: r["loss_ours"], ".6g"),
+    ("loss MLP", lambda r: r["loss_mlp"], ".6g"),
+    ("score ours", lambda r: r["score_ours"], ".4f"),
+    ("score MLP", lambda r: r["score_mlp"], ".4f"),
+    ("coefs ours", lambda r: r["coefs_dtype_ours"], ""),
+    ("coefs MLP", lambda r: r["coefs_dtype_mlp"], ""),
+    ("peak MiB ours", lambda r: r.get("peak_mib_ours"), ".1f"),
+    ("peak MiB MLP", lambda r: r.get("peak_mib_mlp"), ".1f"),
 ]
 
 PREDICT_COLUMNS = [
@@ -230,8 +322,9 @@ def table(rows, columns, rst=False):
 
 
 def report(result, rst=False):
-    rows = result["rows"]
-    out = [table(rows, COLUMNS, rst)]
+    lbfgs_rows = [r for r in result["rows"] if is_lbfgs(r)]
+    rows = [r for r in result["rows"] if not is_lbfgs(r)]
+    out = [table(rows, COLUMNS, rst)] if rows else []
     predict_rows = [r for r in rows if "predict_s_ours" in r]
     if predict_rows:
         out += [
@@ -239,14 +332,32 @@ def report(result, rst=False):
             "predict() on the training set:" if not rst else "",
             table(predict_rows, PREDICT_COLUMNS, rst),
         ]
+    if lbfgs_rows:
+        out += [
+            "",
+            "L-BFGS (full batch) next to MLP's solver='lbfgs', "
+            "seconds per iteration:"
+            if not rst
+            else "",
+            table(lbfgs_rows, LBFGS_COLUMNS, rst),
+        ]
     s = result["summary"]
-    out += [
-        "",
-        "geometric mean of the s/epoch ratio over W1-W4 x dtypes "
-        f"({s['rows_in_geomean']} rows): {_fmt(s['geomean_ratio_W1_W4'], '.3f')}; "
-        f"largest ratio {_fmt(s['max_ratio'], '.3f')} "
-        f"({s['max_ratio_row']})",
-    ]
+    if rows:
+        out += [
+            "",
+            "geometric mean of the s/epoch ratio over W1-W4 x dtypes "
+            f"({s['rows_in_geomean']} rows): "
+            f"{_fmt(s['geomean_ratio_W1_W4'], '.3f')}; "
+            f"largest ratio {_fmt(s['max_ratio'], '.3f')} "
+            f"({s['max_ratio_row']})",
+        ]
+    if lbfgs_rows:
+        out.append(
+            f"L-BFGS: largest s/iteration ratio {s['lbfgs_max_ratio']:.3f} "
+            f"({s['lbfgs_max_ratio_row']}); final losses within "
+            f"{s['lbfgs_max_loss_rel_diff']:.1e} (relative) of MLP's; "
+            f"same iteration counts: {s['lbfgs_same_n_iter']}"
+        )
     for key in (
         "W4_gemm_fraction_float64",
         "W4_gemm_fraction_float32",
@@ -353,10 +464,11 @@ def run_all(selected, dtypes, args):
             X, y = data_cache[key]
             row = run_row(w, dtype_name, X, y, args)
             rows.append(row)
+            unit = "iter" if is_lbfgs(row) else "epoch"
             print(
                 f"  {w.name:6s} {dtype_name}: "
-                f"ours {row['s_per_epoch_ours']:.4f} s/epoch, "
-                f"MLP {row['s_per_epoch_mlp']:.4f}, ratio {row['ratio']:.3f}",
+                f"ours {row[f's_per_{unit}_ours']:.4f} s/{unit}, "
+                f"MLP {row[f's_per_{unit}_mlp']:.4f}, ratio {row['ratio']:.3f}",
                 flush=True,
             )
     return rows

@@ -32,15 +32,23 @@ class Workload:
     task: str  # "classification" or "regression"
     make_data: callable
     hidden_layer_sizes: tuple
-    optimizer: str  # "adam", "sgd" (Nesterov momentum 0.9) or "plain sgd"
-    batch_size: int
-    epochs: int  # full run
+    optimizer: str  # "adam", "sgd" (Nesterov momentum 0.9), "plain sgd" or "lbfgs"
+    batch_size: int  # ignored by "lbfgs" (full batch)
+    epochs: int  # full run (iterations for "lbfgs")
     epochs_quick: int
     learning_rate_init: float = 1e-3
     alpha: float = 0.0
     in_geomean: bool = True  # part of the headline geometric mean (W1-W4)
     predict: bool = False  # also time predict() on this workload
     tags: dict = field(default_factory=dict)
+
+    @property
+    def solver(self):
+        """``"lbfgs"`` (full-batch iterations) or ``"stochastic"`` (epochs).
+
+        Decides how ``run.py`` times the row and which table shows it.
+        """
+        return "lbfgs" if self.optimizer == "lbfgs" else "stochastic"
 
     def estimators(self, max_iter):
         """``(ours, MLP's)`` unfitted, with equal settings."""
@@ -58,7 +66,14 @@ class Workload:
             n_iter_no_change=NEVER,
             early_stopping=False,
         )
-        if self.optimizer == "sgd":
+        ours_extra = {}
+        if self.optimizer == "lbfgs":
+            # max_fun counts loss/gradient evaluations (line-search steps
+            # included): far above what max_iter iterations need, on both sides
+            ours_opt = "lbfgs"
+            ours_extra = dict(max_fun=NEVER)
+            theirs = dict(solver="lbfgs", max_fun=NEVER)
+        elif self.optimizer == "sgd":
             # MLP's defaults: momentum=0.9 with Nesterov; ours is the same update
             # (torch.optim.SGD) for a constant learning rate.
             ours_opt = SGD(momentum=0.9, nesterov=True)
@@ -72,11 +87,11 @@ class Workload:
             theirs = dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8)
         if self.task == "classification":
             return (
-                BackpropClassifier(optimizer=ours_opt, **common),
+                BackpropClassifier(optimizer=ours_opt, **ours_extra, **common),
                 MLPClassifier(**theirs, **common),
             )
         return (
-            BackpropRegressor(optimizer=ours_opt, **common),
+            BackpropRegressor(optimizer=ours_opt, **ours_extra, **common),
             MLPRegressor(**theirs, **common),
         )
 
@@ -226,6 +241,38 @@ WORKLOADS = [
         200,
         epochs=2,
         epochs_quick=1,
+        in_geomean=False,
+    ),
+    # L-BFGS, full batch, next to MLP's solver="lbfgs": seconds per iteration
+    # and the final losses, in a table of their own (not in the geometric mean).
+    # alpha=1e-4 (MLP's default) keeps a minimum above zero, so that scipy's
+    # relative-reduction test does not end digits early (it does by 65
+    # iterations with alpha=0, where the loss falls to 1e-9).
+    Workload(
+        "LB1",
+        "load_digits 1797x64, (100,), L-BFGS, alpha=1e-4",
+        "classification",
+        _digits,
+        (100,),
+        "lbfgs",
+        1797,
+        epochs=100,
+        epochs_quick=20,
+        alpha=1e-4,
+        in_geomean=False,
+    ),
+    Workload(
+        "LB2",
+        "5,000x100 synthetic regression (standardised y), (64, 64), L-BFGS, "
+        "alpha=1e-4",
+        "regression",
+        _regression(5_000, 100, 0),
+        (64, 64),
+        "lbfgs",
+        5_000,
+        epochs=100,
+        epochs_quick=20,
+        alpha=1e-4,
         in_geomean=False,
     ),
 ]
