@@ -6,10 +6,11 @@ from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
-from ._base import BaseBackprop
+from ._base import BaseBackprop, _offers_partial_fit
 from .losses import LogLoss, Loss, get_loss
 
 
@@ -38,6 +39,17 @@ def _check_classification_targets(y):
             "numbers in a numeric array: convert them, e.g. with y.astype(str) "
             "or y.astype(int)."
         ) from exc
+
+
+def _check_labels_in(y, classes, name):
+    """Raise if ``y`` holds labels that are not in ``classes``."""
+    unseen = np.setdiff1d(np.unique(y), classes)
+    if unseen.size:
+        raise ValueError(
+            f"y contains classes {unseen.tolist()} that are not in {name} "
+            f"{np.asarray(classes).tolist()}; the set of classes is fixed by the "
+            "first fit (warm_start) or partial_fit call."
+        )
 
 
 def _binarize(binarizer, y, chunk=1 << 15):
@@ -72,10 +84,12 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     loss : "log_loss" or Loss, default="log_loss"
         The loss. ``"log_loss"`` uses a softmax output for multiclass targets
         and logistic outputs for binary and multilabel targets.
-    optimizer : str or Optimizer, default="adam"
-        ``"sgd"``, ``"adam"``, ``"rmsprop"`` or an
+    optimizer : str, Optimizer or LBFGS, default="adam"
+        ``"sgd"``, ``"adam"``, ``"rmsprop"``, an
         :class:`~sklearn_bp.optimizers.Optimizer` instance, whose own
-        hyper-parameters are nested parameters (``optimizer__beta_1``).
+        hyper-parameters are nested parameters (``optimizer__beta_1``), or
+        ``"lbfgs"`` / :class:`~sklearn_bp.optimizers.LBFGS` for full-batch
+        L-BFGS (MLP's ``solver="lbfgs"``; no ``partial_fit`` then).
     learning_rate_init : float, default=0.001
         Initial learning rate.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
@@ -91,16 +105,22 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     batch_size : int or "auto", default="auto"
         Mini-batch size; ``"auto"`` means ``min(200, n_samples)``.
     max_iter : int, default=200
-        Maximum number of epochs.
+        Maximum number of epochs; with ``optimizer="lbfgs"``, of L-BFGS
+        iterations.
+    max_fun : int, default=15000
+        Only with ``optimizer="lbfgs"``: maximum number of loss evaluations
+        (each one a pass over the training set), as in MLP.
     shuffle : bool, default=True
         Whether to shuffle the samples in each epoch.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation, the shuffling and the validation split.
     tol : float, default=1e-4
-        Minimum improvement of the loss (or validation score) that counts.
-    n_iter_no_change : int, default=10
-        Epochs without improvement tolerated before stopping (or lowering the
-        rate with ``learning_rate="adaptive"``).
+        Minimum improvement of the loss (or validation score) that counts;
+        with ``optimizer="lbfgs"``, also scipy's ``gtol`` (as in MLP).
+    n_iter_no_change : int or np.inf, default=10
+        Epochs (L-BFGS iterations, with early stopping) without improvement
+        tolerated before stopping, or lowering the rate with
+        ``learning_rate="adaptive"`` (``np.inf``: never).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified for
         single-label targets), stop when the validation accuracy stops
@@ -191,6 +211,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         alpha=0.0001,
         batch_size="auto",
         max_iter=200,
+        max_fun=15000,
         shuffle=True,
         random_state=None,
         tol=1e-4,
@@ -212,6 +233,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
             alpha=alpha,
             batch_size=batch_size,
             max_iter=max_iter,
+            max_fun=max_fun,
             shuffle=shuffle,
             random_state=random_state,
             tol=tol,
@@ -243,6 +265,7 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         """
         return self._fit(X, y, sample_weight)
 
+    @available_if(_offers_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch over the given data.
@@ -271,66 +294,80 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
 
     def _encode_target(self, y, *, reset, classes, dtype, incremental):
         _check_classification_targets(y)
-        target_type = type_of_target(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-            target_type = type_of_target(y)
+        target_type = type_of_target(y)
+        multilabel = target_type == "multilabel-indicator"
         if reset:
-            if target_type == "multilabel-indicator":
-                binarizer = LabelBinarizer().fit(y)
-            elif classes is not None:
-                binarizer = LabelBinarizer().fit(np.asarray(classes))
-            elif incremental:
-                raise ValueError(
-                    "classes must be passed on the first call to partial_fit "
-                    "(all the labels that can ever appear)."
-                )
-            else:
-                binarizer = LabelBinarizer().fit(y)
-            if len(binarizer.classes_) < 2 and target_type != "multilabel-indicator":
-                raise ValueError(
-                    "BackpropClassifier needs samples of at least 2 classes; the "
-                    f"data contains only one class: {binarizer.classes_[0]!r}."
-                )
-            self._label_binarizer = binarizer
-            self.classes_ = binarizer.classes_
-            self._multilabel = target_type == "multilabel-indicator"
-            self._loss._configure(
-                type_of_target(self.classes_) if not self._multilabel else target_type
-            )
+            self._fit_classes(y, multilabel, classes, incremental)
         else:
-            self._loss._configure(
-                "multilabel-indicator"
-                if self._multilabel
-                else type_of_target(self.classes_)
-            )
-            if self._multilabel != (target_type == "multilabel-indicator"):
-                raise ValueError(
-                    "The target type changed: the estimator was fitted on "
-                    f"{'multilabel' if self._multilabel else 'single-label'} targets."
-                )
-            if self._multilabel:
-                if y.shape[1] != len(self.classes_):
-                    raise ValueError(
-                        f"y has {y.shape[1]} labels but the estimator was fitted "
-                        f"with {len(self.classes_)}."
-                    )
-            else:
-                unseen = np.setdiff1d(np.unique(y), self.classes_)
-                if unseen.size:
-                    raise ValueError(
-                        f"y contains classes {unseen.tolist()} that are not in "
-                        f"classes_ {self.classes_.tolist()}; the set of classes "
-                        "cannot change after the first fit (warm_start) or "
-                        "partial_fit call."
-                    )
+            self._check_classes(y, multilabel, classes, incremental)
+        if classes is not None and not multilabel:
+            _check_labels_in(y, self.classes_, "classes")
+        self._loss = self._loss._for_target(
+            target_type if self._multilabel else type_of_target(self.classes_)
+        )
         self.out_activation_ = self._loss.out_activation_name
         # 0/1 indicators kept as uint8 (an eighth of float64; the training
         # loop converts each batch to the parameters' dtype), built in chunks
         # so that the binarizer's int64 output never exists for all rows.
         Y = _binarize(self._label_binarizer, y)
-        stratify = None if self._multilabel else y
-        return Y, stratify
+        return Y, None if self._multilabel else y
+
+    def _fit_classes(self, y, multilabel, classes, incremental):
+        if multilabel:
+            binarizer = LabelBinarizer().fit(y)
+        elif classes is not None:
+            binarizer = LabelBinarizer().fit(np.asarray(classes))
+        elif incremental:
+            raise ValueError(
+                "classes must be passed on the first call to partial_fit "
+                "(all the labels that can ever appear)."
+            )
+        else:
+            binarizer = LabelBinarizer().fit(y)
+        if len(binarizer.classes_) < 2 and not multilabel:
+            raise ValueError(
+                "BackpropClassifier needs samples of at least 2 classes; the "
+                f"data contains only one class: {binarizer.classes_[0]!r}."
+            )
+        self._label_binarizer = binarizer
+        self.classes_ = binarizer.classes_
+        self._multilabel = multilabel
+
+    def _check_classes(self, y, multilabel, classes, incremental):
+        """A later call (warm start, partial_fit) must keep the classes."""
+        if self._multilabel != multilabel:
+            raise ValueError(
+                "The target type changed: the estimator was fitted on "
+                f"{'multilabel' if self._multilabel else 'single-label'} targets."
+            )
+        if self._multilabel:
+            if y.shape[1] != len(self.classes_):
+                raise ValueError(
+                    f"y has {y.shape[1]} labels but the estimator was fitted "
+                    f"with {len(self.classes_)}."
+                )
+            return
+        if classes is not None and not np.array_equal(
+            np.unique(np.asarray(classes)), self.classes_
+        ):
+            raise ValueError(
+                f"classes={np.asarray(classes).tolist()} is not the same as on the "
+                f"first call to partial_fit, {self.classes_.tolist()}; the set of "
+                "classes cannot change (clone the estimator to start anew)."
+            )
+        if incremental:
+            _check_labels_in(y, self.classes_, "classes_")
+        elif not np.array_equal(np.unique(y), self.classes_):
+            # MLP's rule: a warm start on a subset of the classes would train
+            # the missing ones towards probability 0.
+            raise ValueError(
+                "warm_start=True needs y to hold the same classes as the previous "
+                f"fit, {self.classes_.tolist()}; y has "
+                f"{np.unique(y).tolist()}. Set warm_start=False (or clone the "
+                "estimator) to fit a new network."
+            )
 
     def _apply_class_weight(self, sample_weight, y, dtype):
         if self.class_weight is None:

@@ -4,8 +4,9 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metaestimators import available_if
 
-from ._base import BaseBackprop
+from ._base import BaseBackprop, _offers_partial_fit
 from .losses import Loss, Poisson, get_loss
 
 _REGRESSION_LOSSES = ("squared_error", "absolute_error", "huber", "poisson")
@@ -32,10 +33,12 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         ``"squared_error"`` (``0.5 * mean((y - raw) ** 2)``), ``"absolute_error"``,
         ``"huber"`` (``delta=1``), ``"poisson"`` (log link, non-negative ``y``),
         or a :class:`~sklearn_bp.losses.Loss` instance.
-    optimizer : str or Optimizer, default="adam"
-        ``"sgd"``, ``"adam"``, ``"rmsprop"`` or an
+    optimizer : str, Optimizer or LBFGS, default="adam"
+        ``"sgd"``, ``"adam"``, ``"rmsprop"``, an
         :class:`~sklearn_bp.optimizers.Optimizer` instance, whose own
-        hyper-parameters are nested parameters (``optimizer__beta_1``).
+        hyper-parameters are nested parameters (``optimizer__beta_1``), or
+        ``"lbfgs"`` / :class:`~sklearn_bp.optimizers.LBFGS` for full-batch
+        L-BFGS (MLP's ``solver="lbfgs"``; no ``partial_fit`` then).
     learning_rate_init : float, default=0.001
         Initial learning rate.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
@@ -48,15 +51,21 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
     batch_size : int or "auto", default="auto"
         Mini-batch size; ``"auto"`` means ``min(200, n_samples)``.
     max_iter : int, default=200
-        Maximum number of epochs.
+        Maximum number of epochs; with ``optimizer="lbfgs"``, of L-BFGS
+        iterations.
+    max_fun : int, default=15000
+        Only with ``optimizer="lbfgs"``: maximum number of loss evaluations
+        (each one a pass over the training set), as in MLP.
     shuffle : bool, default=True
         Whether to shuffle the samples in each epoch.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation, the shuffling and the validation split.
     tol : float, default=1e-4
-        Minimum improvement of the loss (or validation score) that counts.
-    n_iter_no_change : int, default=10
-        Epochs without improvement tolerated before stopping.
+        Minimum improvement of the loss (or validation score) that counts;
+        with ``optimizer="lbfgs"``, also scipy's ``gtol`` (as in MLP).
+    n_iter_no_change : int or np.inf, default=10
+        Epochs (L-BFGS iterations, with early stopping) without improvement
+        tolerated before stopping (``np.inf``: never).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop when the validation
         R^2 stops improving and restore the best weights.
@@ -139,6 +148,7 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         alpha=0.0001,
         batch_size="auto",
         max_iter=200,
+        max_fun=15000,
         shuffle=True,
         random_state=None,
         tol=1e-4,
@@ -159,6 +169,7 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
             alpha=alpha,
             batch_size=batch_size,
             max_iter=max_iter,
+            max_fun=max_fun,
             shuffle=shuffle,
             random_state=random_state,
             tol=tol,
@@ -189,6 +200,7 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         """
         return self._fit(X, y, sample_weight)
 
+    @available_if(_offers_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """Run one epoch over the given data.

@@ -1,23 +1,29 @@
-"""The epoch loop and the monitor that decides, after each epoch, what comes next.
+"""The training loop that every solver shares, and its stopping monitor.
 
-:class:`Trainer` runs one epoch of mini-batch steps on parameters it does not
-own (the estimator's live ``coefs_`` and ``intercepts_``). :class:`Monitor`
-keeps the stopping bookkeeping (best loss or validation score, epochs without
-improvement, the learning-rate schedule) and returns a decision instead of
-raising, so that a real exception is never mistaken for a stop.
+:func:`train` takes what the estimator resolved (a :class:`Plan`, a solver,
+the live parameters, the data) and does what happens around each iteration,
+the same for every solver: the held-out split and early stopping with the
+best-weight restore, the stopping rule and the learning-rate schedule
+(:class:`Monitor`), verbose lines, the ``sklearn.callback`` subtasks,
+KeyboardInterrupt handling and the convergence warning. It writes what the fit
+learned into a :class:`History` the estimator stores; nothing here calls back
+into the estimator.
 """
 
 import math
-from contextlib import nullcontext
+import time
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
-from sklearn.utils import gen_batches
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 
-from ._flat import flat_base, packed_copy
-from ._fused import FusedStep, fusable, single_threaded_blas, thread_budget
-from ._network import Workspace, loss_and_gradients, needs_pre_activations
-from .optimizers import SGD, Adam, RMSprop
+from ._callbacks import fitted_state
+from ._network import predict_raw
+from ._step import DivergenceError, divergence
+
+__all__ = ["DivergenceError", "History", "Monitor", "Plan", "train"]
 
 CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
 
@@ -26,331 +32,20 @@ CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
 MIN_ADAPTIVE_LR = 1e-6
 
 
-def _all_finite(arrays):
-    # A sum propagates inf/nan and needs no temporary array (a sum of finite
-    # values that overflows also counts: such parameters have diverged anyway).
-    # Callers silence numpy's overflow warnings (Trainer.step does, once).
-    return all(math.isfinite(a.sum()) for a in arrays)
-
-
-class DivergenceError(ValueError):
-    """Raised when a batch's loss or gradient, or an update, is not finite.
-
-    The failing step is not applied, and the parameters are restored to their
-    last values whose loss and gradient were finite (those before the previous
-    step, which made them overflow): the model can still predict.
-    """
-
-
-class Trainer:
-    """Run epochs of mini-batch backpropagation on the given parameters.
-
-    Parameters
-    ----------
-    coefs, intercepts : list of ndarray
-        Live parameters, updated in place.
-    activation, loss, optimizer : component instances
-        Resolved private components.
-    optimizer_state : dict
-        The optimizer's state, updated in place.
-    alpha : float
-        L2 penalty.
-    batch_size : int
-        Rows per batch.
-    shuffle : bool
-        Whether to visit the rows in a new random order each epoch.
-    rng : numpy.random.RandomState
-        Source of the shuffling order.
-    workspace : Workspace or None
-        Buffers from a previous epoch to reuse, if they still fit.
-    """
-
-    def __init__(self, coefs, intercepts, *, activation, loss, optimizer,
-                 optimizer_state, alpha, batch_size, shuffle, rng, workspace=None):
-        self.coefs = coefs
-        self.intercepts = intercepts
-        self.params = list(coefs) + list(intercepts)
-        self.activation = activation
-        self.loss = loss
-        self.optimizer = optimizer
-        self.optimizer_state = optimizer_state
-        self.alpha = float(alpha)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.rng = rng
-        units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
-        dtype = coefs[0].dtype
-        keep_Z = needs_pre_activations(activation)
-        scratch_dtype = getattr(activation, "_scratch_dtype", None)
-        if (
-            workspace is None
-            or workspace.n_rows != batch_size
-            or not workspace.matches(units, dtype, keep_Z, scratch_dtype)
-        ):
-            workspace = Workspace(units, batch_size, dtype, keep_Z, scratch_dtype)
-        self.workspace = workspace
-        self._batch_buffers = None
-        self._target_buffer = None
-        # Largest lr * alpha / (batch weight) seen, with that batch weight: a
-        # step it made huge can make a later batch diverge (_penalty_hint).
-        self._penalty_rate = (0.0, None)
-        # The parameters before the last step. A step can leave parameters
-        # that are finite but so large that the next forward pass overflows
-        # (an absurd learning rate): the divergence shows one batch later, and
-        # the model must go back to parameters whose loss was finite, or it
-        # could not even predict. One copy per step, O(parameters), cheap next
-        # to the batch's products.
-        self._previous = packed_copy(self.params)
-        # Packed lists (see sklearn_bp._flat) are copied and checked as one
-        # array: one numpy call per step instead of one per layer.
-        flat_params = flat_base(self.params)
-        self._params_flat = self.params if flat_params is None else [flat_params]
-        self._previous_flat = (
-            self._previous if flat_params is None else [self._previous[0].base]
-        )
-        self._grads_flat = None  # found on the first generic step
-        # the built-in optimizers (not subclasses: they may redefine step)
-        # fuse the backup and the check into their update
-        self._fused = type(optimizer) in (SGD, Adam, RMSprop)
-        # The fused multi-threaded step (see sklearn_bp._fused), made on the
-        # first epoch whose data qualify; close() stops its threads.
-        self._fused_step = None
-
-    def close(self):
-        """Release the fused step's threads (the trainer can still be used)."""
-        if self._fused_step is not None:
-            self._fused_step.close()
-            self._fused_step = None
-
-    def _prepare_fused(self, X):
-        """Set up the fused step for ``X``'s batches if it applies; the context
-        to run the epoch in (one BLAS thread while the step's threads work)."""
-        if not fusable(self.coefs, self.intercepts, self.optimizer, X):
-            self.close()
-            return nullcontext()
-        if self._fused_step is None:
-            self._fused_step = FusedStep(
-                self.coefs, self.intercepts, self._previous,
-                activation=self.activation, loss=self.loss,
-                optimizer=self.optimizer, optimizer_state=self.optimizer_state,
-                alpha=self.alpha, workspace=self.workspace,
-                n_threads=thread_budget(),
-            )
-        if self._fused_step.threads.n_threads > 1:
-            return single_threaded_blas()
-        return nullcontext()
-
-    def run_epoch(self, X, Y, sample_weight, lr, epoch):
-        """One pass over the data.
-
-        Parameters
-        ----------
-        X : {ndarray, CSR matrix} of shape (n_samples, n_features)
-        Y : ndarray of shape (n_samples, n_outputs)
-        sample_weight : ndarray of shape (n_samples,) or None
-        lr : float
-            Learning rate for every step of this epoch.
-        epoch : int
-            1-based epoch number, for error messages.
-
-        Returns
-        -------
-        mean_loss : float or None
-            Weighted mean of the batches' losses, ``None`` if every batch had
-            zero total weight.
-        n_seen : int
-            Rows in the batches that were used (``t_`` grows by this).
-        """
-        n_samples = X.shape[0]
-        order = self.rng.permutation(n_samples) if self.shuffle else None
-        # Batches are weighted by their share of the epoch's total weight, in
-        # (0, 1]: value * batch_weight could overflow with huge sample weights.
-        total_weight = (
-            n_samples if sample_weight is None else float(np.sum(sample_weight))
-        )
-        loss_sum = weight_sum = 0.0
-        n_seen = 0
-        with self._prepare_fused(X):
-            for batch, rows in enumerate(
-                gen_batches(n_samples, self.batch_size), start=1
-            ):
-                Xb, Yb, swb = self._gather(X, Y, sample_weight, rows, order)
-                batch_weight = Xb.shape[0] if swb is None else float(np.sum(swb))
-                if batch_weight <= 0:
-                    continue  # nothing to learn from; no step, no loss, t_ unchanged
-                if swb is not None and self.alpha:
-                    self._note_penalty(batch_weight, lr)
-                value = self.step(Xb, Yb, swb, lr, epoch, batch)
-                share = batch_weight / total_weight
-                loss_sum += value * share
-                weight_sum += share
-                n_seen += Xb.shape[0]
-        if weight_sum == 0:
-            return None, 0
-        return loss_sum / weight_sum, n_seen
-
-    def step(self, X, Y, sample_weight, lr, epoch=1, batch=1):
-        """Forward, backward and one optimizer step on one batch; return its loss."""
-        # Overflow is detected below and reported as one clear error; numpy's
-        # RuntimeWarnings on the way there would only be noise. (One errstate
-        # for the whole step: entering one costs as much as a small ufunc.)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._step(X, Y, sample_weight, lr, epoch, batch)
-
-    def _step(self, X, Y, sample_weight, lr, epoch, batch):
-        where = (epoch, batch, sample_weight, lr)
-        if self._fused_step is not None:
-            result = self._fused_step.run(X, Y, sample_weight, lr)
-            # None: the gradients could not be proven finite without computing
-            # them; nothing was changed, and the generic step below decides.
-            if result is not None:
-                value, finite = result
-                if not math.isfinite(value):
-                    self._fail_loss(value, *where)
-                if not finite:
-                    self._fail_update(value, *where)
-                return value
-        value, coef_grads, intercept_grads = loss_and_gradients(
-            self.coefs, self.intercepts, X, Y, sample_weight,
-            self.activation, self.loss, self.alpha, self.workspace,
-        )
-        grads = coef_grads + intercept_grads
-        if self._grads_flat is None:
-            flat_grads = flat_base(grads)
-            self._grads_flat = grads if flat_grads is None else [flat_grads]
-        if not np.isfinite(value) or not _all_finite(self._grads_flat):
-            self._fail_loss(value, *where)
-        try:
-            if self._fused:
-                # The built-ins copy each block into the backup and check it
-                # within their own pass (see optimizers._run).
-                finite = self.optimizer._step(
-                    self.params, grads, self.optimizer_state, lr, backup=self._previous
-                )
-            else:
-                for saved, p in zip(
-                    self._previous_flat, self._params_flat, strict=True
-                ):
-                    np.copyto(saved, p)
-                self.optimizer.step(self.params, grads, self.optimizer_state, lr)
-                finite = _all_finite(self._params_flat)
-        except BaseException:
-            # An update interrupted half-way (KeyboardInterrupt between two
-            # layers) is undone, so the parameters are never half-stepped.
-            self._roll_back()
-            raise
-        if not finite:
-            self._fail_update(value, *where)
-        return value
-
-    def _fail_loss(self, value, epoch, batch, sample_weight, lr):
-        self._roll_back()
-        raise self._divergence(
-            f"The training loss or its gradient became non-finite at epoch "
-            f"{epoch}, batch {batch} (loss={value!r})", sample_weight, lr,
-        )
-
-    def _fail_update(self, value, epoch, batch, sample_weight, lr):
-        self._roll_back()
-        raise self._divergence(
-            f"The update at epoch {epoch}, batch {batch} made the parameters "
-            f"non-finite (loss before it={value!r})", sample_weight, lr,
-        )
-
-    def _roll_back(self):
-        """Restore the parameters from before the last step (see __init__)."""
-        for p, saved in zip(self.params, self._previous, strict=True):
-            np.copyto(p, saved)
-
-    def _divergence(self, what, sample_weight, lr):
-        return DivergenceError(
-            f"{what}; the parameters were restored to their last values with a "
-            "finite loss and gradient. Try a smaller learning_rate_init or scale "
-            "the inputs (e.g. with sklearn.preprocessing.StandardScaler)."
-            + self._penalty_hint(sample_weight, lr)
-        )
-
-    def _penalty_hint(self, sample_weight, lr):
-        """Name the L2 term as the cause when tiny sample weights blew it up.
-
-        The penalty is ``alpha / (2 * sum of the batch's weights) * ||W||^2``,
-        so weights that sum to ~1e-300 make it (and its gradient) astronomical:
-        a learning rate cannot fix that, rescaling the weights can.
-        """
-        if sample_weight is None or not self.alpha:
-            return ""
-        self._note_penalty(float(np.sum(sample_weight)), lr)
-        rate, batch_weight = self._penalty_rate
-        if rate < 1:  # each step shrinks the weights by less than lr * l2 < 1
-            return ""
-        return (
-            f" A batch's sample weights summed to {batch_weight:.3g}, so the L2 "
-            "penalty's coefficient alpha / sum(sample_weight) was "
-            f"{self.alpha / batch_weight:.3g}: scale sample_weight up (e.g. "
-            "divide it by its mean) or lower alpha."
-        )
-
-    def _note_penalty(self, batch_weight, lr):
-        rate = float(lr) * self.alpha / batch_weight if batch_weight > 0 else np.inf
-        if not rate <= self._penalty_rate[0]:  # also inf
-            self._penalty_rate = (rate, batch_weight)
-
-    def _gather(self, X, Y, sample_weight, rows, order):
-        """The batch's rows: views when not shuffled, else copies into buffers."""
-        if order is None:
-            sw = None if sample_weight is None else sample_weight[rows]
-            return X[rows], self._in_param_dtype(Y[rows]), sw
-        idx = order[rows]
-        if sparse.issparse(X):
-            Xb = X[idx]
-        else:
-            if self._batch_buffers is None or self._batch_buffers[0].dtype != X.dtype:
-                self._batch_buffers = (
-                    np.empty((self.batch_size, X.shape[1]), dtype=X.dtype),
-                    np.empty((self.batch_size, Y.shape[1]), dtype=Y.dtype),
-                )
-            n = idx.shape[0]
-            Xb = np.take(X, idx, axis=0, out=self._batch_buffers[0][:n])
-        if self._batch_buffers is None:
-            Yb = Y[idx]
-        else:
-            Yb = np.take(Y, idx, axis=0, out=self._batch_buffers[1][: idx.shape[0]])
-        sw = None if sample_weight is None else sample_weight[idx]
-        return Xb, self._in_param_dtype(Yb), sw
-
-    def _in_param_dtype(self, Yb):
-        """The batch's targets in the parameters' dtype.
-
-        A classifier keeps its 0/1 targets compactly (uint8); the loss gets
-        each batch converted into a buffer of the parameters' dtype.
-        """
-        dtype = self.coefs[0].dtype
-        if Yb.dtype == dtype:
-            return Yb
-        buffer = self._target_buffer
-        if buffer is None or buffer.shape[1] != Yb.shape[1] or buffer.dtype != dtype:
-            buffer = self._target_buffer = np.empty(
-                (self.batch_size, Yb.shape[1]), dtype=dtype
-            )
-        out = buffer[: Yb.shape[0]]
-        np.copyto(out, Yb)
-        return out
-
-
 class Monitor:
-    """End-of-epoch bookkeeping: improvement, stopping and learning rate.
+    """End-of-iteration bookkeeping: improvement, stopping and learning rate.
 
-    Follows MLPClassifier's rules: an epoch "does not improve" when the training
-    loss is not below ``best_loss - tol`` (or, with early stopping, the
+    Follows MLPClassifier's rules: an iteration "does not improve" when the
+    training loss is not below ``best_loss - tol`` (or, with early stopping, the
     validation score not above ``best_score + tol``); after more than
-    ``n_iter_no_change`` such epochs in a row, training stops, or with the
-    ``"adaptive"`` schedule the learning rate is divided by 5 (and training stops
-    once it is below 1e-6).
+    ``n_iter_no_change`` such iterations in a row, training stops, or with the
+    ``"adaptive"`` schedule the learning rate is divided by 5 (and training
+    stops once it is below 1e-6). ``n_iter_no_change=np.inf`` never stops.
 
     Parameters
     ----------
     tol : float
-    n_iter_no_change : int
+    n_iter_no_change : int or float
     early_stopping : bool
     schedule : {"constant", "invscaling", "adaptive"}
     learning_rate_init : float
@@ -371,16 +66,15 @@ class Monitor:
         self.best_validation_score = -np.inf
 
     def update(self, train_loss, validation_score, t):
-        """Record one epoch and decide what comes next.
+        """Record one iteration and decide what comes next.
 
         Parameters
         ----------
         train_loss : float
-            The epoch's mean training loss.
+            The iteration's mean training loss.
         validation_score : float or None
-            Held-out score when early stopping is on; ``None`` for an epoch
-            without held-out data (``partial_fit`` never holds data out, even
-            with ``early_stopping=True``), which is judged on ``train_loss``.
+            Held-out score when early stopping is on, else ``None``: the
+            iteration is judged on ``train_loss``.
         t : int
             Training samples seen so far (for the ``"invscaling"`` schedule).
 
@@ -391,21 +85,13 @@ class Monitor:
             Whether the validation score is a new best (the caller keeps a
             copy of the parameters then).
         """
-        improved = False
         if self.early_stopping and validation_score is not None:
-            if validation_score < self.best_validation_score + self.tol:
-                self.no_improvement_count += 1
-            else:
-                self.no_improvement_count = 0
-            if validation_score > self.best_validation_score:
+            improved = self._count(validation_score, self.best_validation_score)
+            if improved:
                 self.best_validation_score = validation_score
-                improved = True
         else:
-            if train_loss > self.best_loss - self.tol:
-                self.no_improvement_count += 1
-            else:
-                self.no_improvement_count = 0
-            if train_loss < self.best_loss:
+            improved = False
+            if self._count(-train_loss, -self.best_loss):
                 self.best_loss = train_loss
         if self.schedule == "invscaling":
             self.learning_rate = self.learning_rate_init / (t + 1) ** self.power_t
@@ -416,3 +102,286 @@ class Monitor:
             self.learning_rate /= 5.0
             return LOWER_LR, improved
         return STOP, improved
+
+    def _count(self, value, best):
+        """Count an iteration without improvement by ``tol``; whether ``value``
+        beats ``best`` (larger is better)."""
+        if value < best + self.tol:
+            self.no_improvement_count += 1
+        else:
+            self.no_improvement_count = 0
+        return value > best
+
+
+@dataclass
+class History:
+    """What a fit reports: the fitted attributes that describe training.
+
+    ``n_iter`` counts this fit's iterations (``partial_fit`` calls carry it
+    over); ``t`` and ``loss_curve`` accumulate over warm starts.
+    """
+
+    n_iter: int = 0
+    t: int = 0
+    loss_curve: list = field(default_factory=list)
+    loss: float = None
+    validation_scores: list = None
+    validation_loss_curve: list = None
+
+
+@dataclass
+class Plan:
+    """What the estimator decided, for the loop.
+
+    Attributes
+    ----------
+    loss, activation : component instances
+        For the held-out loss and forward pass.
+    score : callable
+        ``score(raw, Y, sample_weight) -> float``, the held-out score (accuracy
+        or R^2) from raw outputs: passed down by the estimator.
+    max_iter : int
+        Most iterations of this call (1 for ``partial_fit``).
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the rows and keep the best weights.
+    validation_fraction : float
+    rng : numpy.random.RandomState
+        For the held-out split.
+    verbose : bool
+    incremental : bool
+        ``partial_fit``: no convergence warning, no stopping.
+    unit : str
+        What an iteration is called in messages (``"epoch"``, ``"iteration"``).
+    """
+
+    loss: object
+    activation: object
+    score: object
+    max_iter: int
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    rng: object = None
+    verbose: bool = False
+    incremental: bool = False
+    unit: str = "epoch"
+
+
+def hold_out(X, Y, sample_weight, stratify, *, fraction, rng):
+    """Split off ``fraction`` of the rows for early stopping.
+
+    Returns ``(train_rows, (X_val, Y_val, sw_val))``; the held-out part is in
+    the parameters' dtype (``Y`` may be stored compactly, e.g. uint8).
+    """
+    n_samples = X.shape[0]
+    try:
+        train, val = train_test_split(
+            np.arange(n_samples), random_state=rng, test_size=fraction,
+            stratify=stratify,
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"early_stopping=True cannot hold out validation_fraction={fraction} "
+            f"of {n_samples} samples: {exc} Use more data, another "
+            "validation_fraction or early_stopping=False."
+        ) from exc
+    if val.shape[0] < 2:
+        # one row has no R^2, and one correct answer says nothing
+        raise ValueError(
+            f"early_stopping=True holds out {val.shape[0]} of {n_samples} "
+            f"samples (validation_fraction={fraction}): the validation set is "
+            "too small to score, it needs at least 2. Increase "
+            "validation_fraction or the size of the dataset, or set "
+            "early_stopping=False."
+        )
+    sw_val = None if sample_weight is None else sample_weight[val]
+    return train, (X[val], Y[val].astype(X.dtype, copy=False), sw_val)
+
+
+class _Loop:
+    """One call's loop state; the solver sees it as ``hooks``."""
+
+    def __init__(self, plan, params, n_layers, monitor, history, listeners,
+                 validation):
+        self.plan = plan
+        self.params = params
+        self.n_layers = n_layers
+        self.monitor = monitor
+        self.history = history
+        self.listeners = listeners
+        self.validation = validation
+        self.best = [p.copy() for p in params] if validation else None
+        self.iterations = 0  # of this call
+        self._started = time.perf_counter()
+
+    @property
+    def coefs(self):
+        return self.params[: self.n_layers]
+
+    @property
+    def intercepts(self):
+        return self.params[self.n_layers :]
+
+    @property
+    def n_iter(self):
+        return self.history.n_iter
+
+    @property
+    def learning_rate(self):
+        return self.monitor.learning_rate
+
+    def begin_iteration(self):
+        self.listeners.begin_iteration()
+
+    def skip_iteration(self):
+        self.listeners.skip_iteration()
+
+    def end_iteration(self, loss, n_seen):
+        """Record an iteration; whether training should stop."""
+        history, monitor = self.history, self.monitor
+        lr = monitor.learning_rate
+        history.n_iter += 1
+        history.t += n_seen
+        history.loss = loss
+        history.loss_curve.append(loss)
+        self.iterations += 1
+        score = self._validate()
+        decision, improved = monitor.update(loss, score, history.t)
+        if improved:
+            for saved, p in zip(self.best, self.params, strict=True):
+                np.copyto(saved, p)
+        self._report(lr)
+        stop_requested = self.listeners.end_iteration(self.state())
+        if decision == LOWER_LR and self.plan.verbose:
+            print(f"Learning rate lowered to {monitor.learning_rate:.3g}.")
+        if decision == STOP and not self.plan.incremental:
+            if self.plan.verbose:
+                print(self._stop_message())
+            return True
+        return stop_requested
+
+    def _validate(self):
+        """Score and loss on the held-out set; the score (``None`` without)."""
+        if self.validation is None:
+            return None
+        X_val, Y_val, sw_val = self.validation
+        try:
+            raw = predict_raw(self.coefs, self.intercepts, X_val, self.plan.activation)
+            score = self.plan.score(raw, Y_val, sw_val)
+            loss = self.plan.loss.loss(Y_val, raw, sw_val)
+        except ValueError as exc:  # predict_raw's overflow
+            self.restore_best()
+            raise self._diverged(exc) from exc
+        if not (math.isfinite(score) and math.isfinite(loss)):
+            self.restore_best()
+            raise self._diverged(f"score={score!r}, loss={loss!r}")
+        self.history.validation_scores.append(score)
+        self.history.validation_loss_curve.append(loss)
+        return score
+
+    def _diverged(self, why):
+        return divergence(
+            f"The held-out pass of early stopping became non-finite at "
+            f"{self.plan.unit} {self.history.n_iter} ({why}); the training "
+            "batches were finite"
+        )
+
+    def restore_best(self):
+        """Put the best held-out parameters back, in place (coefs_ stay live)."""
+        for saved, p in zip(self.best, self.params, strict=True):
+            np.copyto(p, saved)
+
+    def state(self):
+        """The ``reconstruction_attributes`` callable for callbacks."""
+        return fitted_state(self.coefs, self.intercepts, self.history.loss_curve,
+                            self.plan.loss)
+
+    def _report(self, lr):
+        if not self.plan.verbose:
+            return
+        history = self.history
+        parts = [f"{self.plan.unit.capitalize()} {history.n_iter}",
+                 f"loss = {history.loss:.8f}"]
+        if history.validation_scores:
+            parts.append(f"validation loss = {history.validation_loss_curve[-1]:.8f}")
+            parts.append(f"validation score = {history.validation_scores[-1]:.6f}")
+        if self.plan.unit == "epoch":
+            parts.append(f"lr = {lr:.3g}")
+        now = time.perf_counter()
+        parts.append(f"{now - self._started:.3f} s")
+        self._started = now
+        print(", ".join(parts))
+
+    def _stop_message(self):
+        what = "Validation score" if self.plan.early_stopping else "Training loss"
+        return (
+            f"{what} did not improve more than tol={self.monitor.tol} for "
+            f"{self.monitor.n_iter_no_change} consecutive {self.plan.unit}s. "
+            "Stopping."
+        )
+
+
+def train(plan, solver, params, data, *, monitor, history, listeners):
+    """Run ``solver`` on the live ``params`` under the shared loop.
+
+    Parameters
+    ----------
+    plan : Plan
+    solver : StochasticSolver or LBFGSSolver
+        See :mod:`sklearn_bp._solvers`.
+    params : list of ndarray
+        ``coefs + intercepts``, updated in place.
+    data : tuple
+        ``(X, Y, sample_weight, y, stratify)``: the training data, its encoded
+        target, and the user's ``y`` (what callbacks see).
+    monitor : Monitor
+        Stopping rule and schedule (kept across ``partial_fit`` calls).
+    history : History
+        Filled in place, also when an exception ends the fit.
+    listeners : sklearn_bp._callbacks.Listeners
+    """
+    X, Y, sample_weight, y, stratify = data
+    validation = None
+    if plan.early_stopping:
+        rows, validation = hold_out(X, Y, sample_weight, stratify,
+                                    fraction=plan.validation_fraction, rng=plan.rng)
+        X, Y = X[rows], Y[rows]
+        y = y[rows] if hasattr(y, "shape") else np.asarray(y)[rows]
+        sample_weight = None if sample_weight is None else sample_weight[rows]
+        history.validation_scores, history.validation_loss_curve = [], []
+    loop = _Loop(plan, params, len(params) // 2, monitor, history, listeners,
+                 validation)
+    listeners.begin_fit(X, y, sample_weight)
+    try:
+        outcome = solver.run(X, Y, sample_weight, max_iter=plan.max_iter, hooks=loop)
+    except KeyboardInterrupt:
+        _interrupted(loop)
+        raise
+    _finish(loop, outcome)
+    listeners.end_fit(loop.state())
+
+
+def _interrupted(loop):
+    # The parameters stay finite and usable (an interrupted step is undone
+    # whole); say so and let the interrupt reach the caller: it is not ours to
+    # swallow. With early stopping the fit ends as it would have: on the best
+    # weights.
+    kept = "the parameters reached so far"
+    if loop.validation is not None and loop.iterations > 0:
+        loop.restore_best()
+        kept = "the best parameters found so far (early stopping)"
+    warnings.warn(
+        f"Training interrupted by the user after {loop.history.n_iter} complete "
+        f"{loop.plan.unit}s; the estimator keeps {kept}.",
+        UserWarning,
+    )
+
+
+def _finish(loop, outcome):
+    if outcome.loss is not None:
+        # (L-BFGS: the loss at the returned parameters, MLP's loss_)
+        loop.history.loss = outcome.loss
+        loop.monitor.best_loss = min(loop.monitor.best_loss, outcome.loss)
+    if not outcome.converged and not loop.plan.incremental:
+        warnings.warn(outcome.warning, ConvergenceWarning)
+    if loop.validation is not None and loop.iterations > 0:
+        loop.restore_best()

@@ -10,6 +10,7 @@ identity) simply has the short form ``link(raw) - y`` inside its own
 ``gradient``, rather than hard-coded in the backward pass.
 """
 
+import copy
 import functools
 import math
 from numbers import Real
@@ -168,12 +169,14 @@ class Loss(Spec):
         pred = self.link(raw)
         return np.log(np.maximum(pred, np.finfo(pred.dtype).tiny))
 
-    def _configure(self, target_type):
-        """Adapt to the encoded target at fit time (no-op by default).
+    def _for_target(self, target_type):
+        """The loss to train with for this kind of target (default: ``self``).
 
         ``target_type`` is :func:`sklearn.utils.multiclass.type_of_target`'s
-        answer for the user's ``y``.
+        answer for the classes. A loss whose link depends on it returns a
+        configured copy: the spec itself is never changed by a fit.
         """
+        return self
 
     def _check_target(self, y):
         """Raise ValueError if ``y`` is outside the loss's domain."""
@@ -292,13 +295,14 @@ class LogLoss(Loss):
     """
 
     out_activation_name = "logistic"
+    # softmax or not: decided by _for_target, else by the number of outputs
+    _softmax = None
 
-    def __init__(self):
-        self._softmax = None  # decided by _configure, or by the number of outputs
-
-    def _configure(self, target_type):
-        self._softmax = target_type == "multiclass"
-        self.out_activation_name = "softmax" if self._softmax else "logistic"
+    def _for_target(self, target_type):
+        fitted = copy.copy(self)
+        fitted._softmax = target_type == "multiclass"
+        fitted.out_activation_name = "softmax" if fitted._softmax else "logistic"
+        return fitted
 
     def _use_softmax(self, raw):
         return raw.shape[1] > 1 if self._softmax is None else self._softmax

@@ -11,7 +11,7 @@ buffers.
 import functools
 import math
 import weakref
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
@@ -19,7 +19,16 @@ from sklearn.utils._param_validation import Interval
 from ._flat import flat_base, packed_zeros_like
 from ._spec import Spec, resolve
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "OPTIMIZERS", "get_optimizer"]
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "RMSprop",
+    "LBFGS",
+    "OPTIMIZERS",
+    "SOLVERS",
+    "get_optimizer",
+]
 
 
 class Optimizer(Spec):
@@ -538,7 +547,60 @@ class RMSprop(Optimizer):
         return kernel, buffers
 
 
+class LBFGS(Spec):
+    """Full-batch L-BFGS, the quasi-Newton solver of MLP's ``solver="lbfgs"``.
+
+    Not a step rule like the other optimizers: each iteration uses the whole
+    training set, and :func:`scipy.optimize.minimize` (``method="L-BFGS-B"``)
+    runs the iterations over the packed parameter vector. The estimator's
+    ``max_iter`` counts iterations, ``max_fun`` limits loss evaluations and
+    ``tol`` is scipy's ``gtol``, exactly as in
+    :class:`~sklearn.neural_network.MLPClassifier`; ``learning_rate``,
+    ``learning_rate_init``, ``batch_size`` and ``shuffle`` do not apply, and
+    there is no ``partial_fit``. The vector scipy works on is float64; each
+    evaluation casts it to the parameters' dtype (float32 input trains and
+    predicts in float32).
+
+    Parameters
+    ----------
+    history_size : int, default=10
+        Number of past updates kept to approximate the inverse Hessian
+        (scipy's ``maxcor``; MLP uses scipy's default, 10).
+    max_linesearch : int, default=20
+        Most loss evaluations per line search (scipy's ``maxls``).
+
+    See Also
+    --------
+    Adam : The default stochastic optimizer, for large data or ``partial_fit``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn_bp import BackpropClassifier
+    >>> from sklearn_bp.optimizers import LBFGS
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = BackpropClassifier(hidden_layer_sizes=(8,), optimizer=LBFGS(),
+    ...                          max_iter=500, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.95
+    True
+    >>> len(clf.loss_curve_) == clf.n_iter_
+    True
+    """
+
+    _parameter_constraints = {
+        "history_size": [Interval(Integral, 1, None, closed="left")],
+        "max_linesearch": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, *, history_size=10, max_linesearch=20):
+        self.history_size = history_size
+        self.max_linesearch = max_linesearch
+
+
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+#: Full-batch solvers, accepted by the ``optimizer`` parameter too.
+SOLVERS = {"lbfgs": LBFGS}
 
 
 def get_optimizer(optimizer):
@@ -546,12 +608,13 @@ def get_optimizer(optimizer):
 
     Parameters
     ----------
-    optimizer : str or Optimizer
-        ``"sgd"``, ``"adam"``, ``"rmsprop"`` or an :class:`Optimizer`.
+    optimizer : str, Optimizer or LBFGS
+        ``"sgd"``, ``"adam"``, ``"rmsprop"``, ``"lbfgs"``, an
+        :class:`Optimizer` or an :class:`LBFGS`.
 
     Returns
     -------
-    optimizer : Optimizer
+    optimizer : Optimizer or LBFGS
         A new instance: a copy when an instance was given.
 
     See Also
@@ -563,7 +626,11 @@ def get_optimizer(optimizer):
     >>> from sklearn_bp.optimizers import get_optimizer
     >>> get_optimizer("sgd")
     SGD()
+    >>> get_optimizer("lbfgs")
+    LBFGS()
     """
+    if isinstance(optimizer, LBFGS) or optimizer in SOLVERS:
+        return resolve(optimizer, registry=SOLVERS, base=LBFGS, param_name="optimizer")
     return resolve(
         optimizer, registry=OPTIMIZERS, base=Optimizer, param_name="optimizer"
     )

@@ -76,7 +76,7 @@ def check_gradients(
     activation = get_activation(activation)
     loss = get_loss(loss)
     # One logistic unit per output; the default targets are independent labels.
-    loss._configure("multilabel-indicator")
+    loss = loss._for_target("multilabel-indicator")
     if X is None:
         X = rng.standard_normal((20, 3))
     X = np.asarray(X, dtype=np.float64)

@@ -210,7 +210,7 @@ def test_activation_matches_torch(act_id, dtype):
 
 # -- losses -----------------------------------------------------------------------
 
-# (loss id, target type for LogLoss._configure, n_outputs)
+# (loss id, target type for LogLoss._for_target, n_outputs)
 LOSS_CASES = [
     (loss_id, target_type, k)
     for loss_id in LOSS_IDS
@@ -226,7 +226,7 @@ LOSS_CASE_IDS = [f"{a}-{b or k}" for a, b, k in LOSS_CASES]
 def _loss(loss_id, target_type):
     loss = get_loss(TABLE["loss"][loss_id])
     if target_type is not None:
-        loss._configure(target_type)
+        loss = loss._for_target(target_type)
     return loss
 
 
@@ -832,7 +832,7 @@ def test_subclass_of_a_builtin_loss_trains_with_its_own_methods(base):
 
     loss = Doubled()
     target_type = "multiclass" if isinstance(loss, LogLoss) else None
-    loss._configure(target_type)
+    loss = loss._for_target(target_type)
     rng = np.random.RandomState(0)
     raw = rng.normal(size=(8, 3))
     y = _target(loss, target_type, raw, rng)

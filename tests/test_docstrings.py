@@ -44,10 +44,15 @@ IGNORED_FOR_METHODS = IGNORED | {
 }
 
 
+def _function(value):
+    """The function behind a method (``available_if`` wraps it in a descriptor)."""
+    return getattr(value, "fn", value)
+
+
 def _defining_method(cls, name):
     """The function whose docstring ``help(cls.name)`` shows (inherited if none)."""
     functions = [
-        vars(klass)[name] for klass in cls.__mro__ if name in vars(klass)
+        _function(vars(klass)[name]) for klass in cls.__mro__ if name in vars(klass)
     ]
     documented = [f for f in functions if getattr(f, "__doc__", None)]
     return documented[0] if documented else functions[0]
@@ -73,7 +78,7 @@ def _public_objects():
                 for klass in obj.__mro__
                 if klass.__module__.startswith("sklearn_bp")
                 for attr, value in vars(klass).items()
-                if not attr.startswith("_") and inspect.isfunction(value)
+                if not attr.startswith("_") and inspect.isfunction(_function(value))
             }
             for attr in sorted(method_names):
                 yield f"{qualname}.{attr}", _defining_method(obj, attr), True

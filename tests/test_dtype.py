@@ -18,7 +18,7 @@ from scipy import sparse
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
 from sklearn_bp._network import Workspace, init_params, needs_pre_activations
-from sklearn_bp._training import Trainer
+from sklearn_bp._solvers import StochasticSolver
 from sklearn_bp.activations import get_activation
 from sklearn_bp.losses import get_loss
 from sklearn_bp.optimizers import SGD, Adam, RMSprop, get_optimizer
@@ -82,12 +82,7 @@ def test_float32_fit_keeps_float32_everywhere(opt_id, kind, sparse_X):
         assert arrays, "the optimizer keeps buffers"
     for where, a in arrays:
         assert a.dtype == np.float32, where
-    ws = est._workspace
-    buffers = ws.Z + ws.A + ws.delta + ws.coef_grads + ws.intercept_grads
-    for b in buffers:
-        assert b.dtype == np.float32
-    for b in ws.scratch:  # the ReLU's scratch is a boolean mask
-        assert b.dtype in (np.float32, np.bool_)
+    # (the training buffers' dtypes: test_float32_training_computes_in_float32)
     assert np.all(np.isfinite(est.loss_curve_))
     assert est.transform(Xin).dtype == np.float32
     if kind == "classifier":
@@ -192,7 +187,7 @@ def test_float32_training_computes_in_float32(act_id, loss_id, opt_id, sample_we
     optimizer = get_optimizer(OPTIMIZERS[opt_id])
     if loss_id == "log_loss":
         Y = np.eye(3, dtype=np.float32)[y_class]
-        loss._configure("multiclass")
+        loss = loss._for_target("multiclass")
     else:
         Y = np.abs(y_reg[:, None]) if loss_id == "poisson" else y_reg[:, None]
     units = [X.shape[1], 6, 4, Y.shape[1]]
@@ -209,7 +204,7 @@ def test_float32_training_computes_in_float32(act_id, loss_id, opt_id, sample_we
     coefs, intercepts = _spied(coefs, owners), _spied(intercepts, owners)
     state = _spied(state, owners)
     workspace = _spied_workspace(workspace, owners)
-    trainer = Trainer(
+    solver = StochasticSolver(
         coefs,
         intercepts,
         activation=activation,
@@ -220,15 +215,20 @@ def test_float32_training_computes_in_float32(act_id, loss_id, opt_id, sample_we
         batch_size=8,
         shuffle=True,
         rng=np.random.RandomState(0),
-        workspace=workspace,
-    )
-    assert trainer.workspace is workspace
+    ).prepare(X.shape[0], workspace)
+    assert solver.step.workspace is workspace
+    buffers = workspace.Z + workspace.A + workspace.delta
+    for b in buffers + workspace.coef_grads + workspace.intercept_grads:
+        assert b.dtype == np.float32
+    for b in workspace.scratch:  # the ReLU's scratch is a boolean mask
+        assert b.dtype in (np.float32, np.bool_)
     X, Y = X.view(Float64Spy), np.asarray(Y, dtype=np.float32).view(Float64Spy)
     weights = sw.view(Float64Spy) if sample_weight else None
     Float64Spy.seen = []
     for epoch in (1, 2):
         # a numpy float64 learning rate must not upcast the update either
-        loss_value, _ = trainer.run_epoch(X, Y, weights, np.float64(1e-3), epoch)
+        order = np.random.RandomState(epoch).permutation(X.shape[0])
+        loss_value, _ = solver.run_epoch(X, Y, weights, np.float64(1e-3), epoch, order)
         assert np.isfinite(loss_value)
     assert Float64Spy.seen == []
     for p in coefs + intercepts:

@@ -445,7 +445,7 @@ def test_persistence_of_fitted_regressor(
     np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
     assert loaded.score(X, y) == est.score(X, y)
     for model in (est, loaded):
-        model.partial_fit(X, y)
+        model.set_params(early_stopping=False).partial_fit(X, y)
     assert_same_params(loaded, est)
     assert loaded.n_iter_ == est.n_iter_
 
@@ -464,21 +464,21 @@ def test_pickle_of_unfitted_and_of_pipeline(frame, tmp_path):
     [(BackpropClassifier, "clf_data"), (BackpropRegressor, "reg_data")],
 )
 def test_partial_fit_with_early_stopping_flag(Estimator, data, request):
-    # partial_fit never holds data out, so early_stopping=True must not break
-    # it (first call, or continuing a fit) -- a wrapper such as dask-ml's
-    # Incremental passes the user's estimator, flag included, to partial_fit.
+    # MLP >= 1.3: partial_fit has no held-out set, so early_stopping=True is
+    # refused with a clear error (first call, or continuing a fit), rather than
+    # silently ignored; fit with the flag still holds data out.
     X, y = request.getfixturevalue(data)
     kwargs = {"classes": np.unique(y)} if Estimator is BackpropClassifier else {}
     est = Estimator(**QUICK, early_stopping=True)
-    est.partial_fit(X, y, **kwargs)
-    est.partial_fit(X, y)
-    assert est.n_iter_ == 2 and est.t_ == 2 * len(X)
-    assert est.validation_scores_ is None
-    assert est.best_loss_ == min(est.loss_curve_)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stop"):
+        est.partial_fit(X, y, **kwargs)
+    assert not hasattr(est, "coefs_")
     fitted = Estimator(**QUICK, early_stopping=True).fit(X, y)
     assert fitted.validation_scores_
+    with pytest.raises(ValueError, match="partial_fit does not support early_stop"):
+        fitted.partial_fit(X, y)
     n_iter = fitted.n_iter_
-    fitted.partial_fit(X, y)
+    fitted.set_params(early_stopping=False).partial_fit(X, y)
     assert fitted.n_iter_ == n_iter + 1
     assert fitted.validation_scores_ is None
 
@@ -596,8 +596,8 @@ def test_refit_with_same_random_state_is_bit_identical(
         assert first.validation_loss_curve_ == second.validation_loss_curve_
     # refitting the same object starts afresh and gives the same network
     coefs = [W.copy() for W in first.coefs_]
-    first.partial_fit(X, y)  # disturb the state in between
-    first.fit(X, y)
+    first.set_params(early_stopping=False).partial_fit(X, y)  # disturb the state
+    first.set_params(early_stopping=early_stopping).fit(X, y)
     for W, W0 in zip(first.coefs_, coefs, strict=True):
         np.testing.assert_array_equal(W, W0)
     assert first.loss_curve_ == second.loss_curve_

@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor, _fused
-from sklearn_bp._training import DivergenceError, Trainer
+from sklearn_bp._step import DivergenceError, Step, workspace_for
 from sklearn_bp.activations import Activation
 from sklearn_bp.optimizers import SGD, Adam, RMSprop
 
@@ -277,11 +277,14 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
     X, y = _data(np.float64)
     clf = _fit(BackpropClassifier(hidden_layer_sizes=(64, 48), max_iter=1,
                                   random_state=0), X, y)
-    trainer = clf._make_trainer(X.shape[0])
+    trainer = Step(clf.coefs_, clf.intercepts_, activation=clf._activation,
+                   loss=clf._loss, optimizer=clf._optimizer,
+                   optimizer_state=clf._optimizer_state, alpha=clf.alpha,
+                   workspace=workspace_for(clf.coefs_, clf._activation, X.shape[0]))
     Y = clf._label_binarizer.transform(y).astype(np.float64)
     with threadpool_limits(limits=2, user_api="blas"):
-        trainer._prepare_fused(X)
-        step = trainer._fused_step
+        trainer.prepare(X)
+        step = trainer._fused
         assert step.threads.n_threads == 2
         before = [p.copy() for p in trainer.params]
         kernel_of = Adam._kernel
@@ -308,10 +311,10 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(Adam, "_kernel", failing_kernel)
             with pytest.raises(_Interrupt):
-                trainer.step(X[:64], Y[:64], None, 0.1)
+                trainer(X[:64], Y[:64], None, 0.1)
         trainer.close()
     assert len(calls) > 4 and worker_started.is_set()
-    for p, b, saved in zip(trainer.params, before, trainer._previous, strict=True):
+    for p, b, saved in zip(trainer.params, before, trainer.previous, strict=True):
         np.testing.assert_array_equal(p, b)
         np.testing.assert_array_equal(saved, b)
 
@@ -351,7 +354,6 @@ def test_trainer_step_count_matches_batches(fused):
     X, y = _data(np.float64, n=100)
     clf = _fit(BackpropClassifier(batch_size=30, max_iter=2, random_state=0), X, y)
     assert clf._optimizer_state["step"] == 2 * 4
-    assert isinstance(clf._make_trainer(100), Trainer)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sklearn_bp.losses import get_loss
 
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "softplus"]
 
-# name -> (loss name, target type given to LogLoss._configure, n_outputs)
+# name -> (loss name, target type given to LogLoss._for_target, n_outputs)
 LOSS_CASES = {
     "log_loss-multiclass": ("log_loss", "multiclass", 3),
     "log_loss-binary": ("log_loss", "binary", 1),
@@ -98,7 +98,7 @@ def make_problem(activation_name, loss_case, variant, seed=0, hidden=HIDDEN):
     activation = get_activation(activation_name)
     loss = get_loss(loss_name)
     if target_type is not None:
-        loss._configure(target_type)
+        loss = loss._for_target(target_type)
     for attempt in range(seed, seed + 100):
         rng = np.random.RandomState(attempt)
         X = rng.normal(size=(N_SAMPLES, N_FEATURES))

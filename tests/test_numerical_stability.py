@@ -153,7 +153,7 @@ def _check_loss(loss, y, raw, per_sample_ref, grad_ref, dtype, *, grad_scale=Non
 def test_binary_log_loss_at_extreme_raw_outputs(dtype):
     raw = np.array(RAW[dtype], dtype=dtype)
     loss = LogLoss()
-    loss._configure("binary")
+    loss = loss._for_target("binary")
     for target in (0.0, 1.0):
         y = np.full((raw.size, 1), target)
         # -y log s(r) - (1 - y) log(1 - s(r))
@@ -176,7 +176,7 @@ MULTICLASS_ROWS = {
 def test_softmax_log_loss_at_extreme_raw_outputs(dtype):
     rows = np.array(MULTICLASS_ROWS[dtype], dtype=dtype)
     loss = LogLoss()
-    loss._configure("multiclass")
+    loss = loss._for_target("multiclass")
     for k in range(3):
         # Rows whose raw outputs are >1.8e308 apart have an infinite loss for
         # their smallest class: the true value is not representable.
@@ -196,7 +196,7 @@ def test_softmax_log_loss_at_extreme_raw_outputs(dtype):
 
 def test_softmax_loss_is_inf_not_nan_when_the_true_value_overflows():
     loss = LogLoss()
-    loss._configure("multiclass")
+    loss = loss._for_target("multiclass")
     raw = np.array([[1e308, -1e308, 0.0]])
     y = np.array([[0.0, 1.0, 0.0]])
     assert loss.loss(y, raw) == np.inf  # 2e308 is not a float64

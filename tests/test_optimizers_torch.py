@@ -107,7 +107,7 @@ def _problem(seed=0):
     activation = get_activation("tanh")
     coefs, intercepts = init_params(LAYER_UNITS, activation, rng)
     loss = get_loss("log_loss")
-    loss._configure("multiclass")
+    loss = loss._for_target("multiclass")
     return X, Y, labels, sample_weight, activation, loss, coefs, intercepts
 
 

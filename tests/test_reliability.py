@@ -26,7 +26,7 @@ from scipy import sparse
 from sklearn import config_context
 from sklearn.datasets import make_classification, make_regression
 
-from sklearn_bp import BackpropClassifier, BackpropRegressor, _training
+from sklearn_bp import BackpropClassifier, BackpropRegressor, _solvers
 from sklearn_bp.optimizers import SGD, Optimizer, RMSprop
 
 DIVERGED = r"epoch \d+, batch \d+.*learning_rate_init.*scale the inputs"
@@ -250,7 +250,7 @@ def test_keyboard_interrupt_between_epochs(monkeypatch, clf_data, early_stopping
     """Interrupt after k epochs (as Ctrl-C during the monitor's bookkeeping)."""
     X, y = clf_data
     calls = {"n": 0}
-    run_epoch = _training.Trainer.run_epoch
+    run_epoch = _solvers.StochasticSolver.run_epoch
 
     def interrupted_run_epoch(self, *args, **kwargs):
         calls["n"] += 1
@@ -258,7 +258,7 @@ def test_keyboard_interrupt_between_epochs(monkeypatch, clf_data, early_stopping
             raise KeyboardInterrupt
         return run_epoch(self, *args, **kwargs)
 
-    monkeypatch.setattr(_training.Trainer, "run_epoch", interrupted_run_epoch)
+    monkeypatch.setattr(_solvers.StochasticSolver, "run_epoch", interrupted_run_epoch)
     est = BackpropClassifier(hidden_layer_sizes=(8,), max_iter=10, random_state=0,
                              early_stopping=early_stopping, validation_fraction=0.2,
                              n_iter_no_change=100)
@@ -276,7 +276,7 @@ def test_keyboard_interrupt_between_epochs(monkeypatch, clf_data, early_stopping
         assert est.best_loss_ == min(est.loss_curve_)
     _assert_usable(est, X)
     monkeypatch.undo()
-    est.partial_fit(X, y)  # and it goes on
+    est.set_params(early_stopping=False).partial_fit(X, y)  # and it goes on
     assert est.n_iter_ == 4 == len(est.loss_curve_)
 
 
