@@ -1120,8 +1120,9 @@ def test_early_stopping_stratified():
     y = [0, 0, 0, 1]
 
     mlp = BackpropClassifier(early_stopping=True)
-    # Our split is stratified on the labels themselves, so the message names
-    # the label 1 (MLP stratifies on its binarized target and names 'True').
+    # Deliberate difference in the message: our split is stratified on the
+    # labels themselves, so it names the label 1 (MLP stratifies on its
+    # binarized target and names 'True'); ours also says what to change.
     with pytest.raises(
         ValueError,
         match=(
