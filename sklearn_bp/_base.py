@@ -106,6 +106,10 @@ def _hidden_sizes(hidden_layer_sizes):
     return list(map(int, hidden))
 
 
+def _copy(values):
+    return None if values is None else list(values)
+
+
 def _uses_lbfgs(estimator):
     """Whether ``estimator.optimizer`` names the full-batch L-BFGS solver."""
     optimizer = estimator.optimizer
@@ -269,11 +273,12 @@ class BaseBackprop(
         self._prepare_parameters(X.shape[1], Y.shape[1], first_call, rng, X.dtype)
         history = self._history(first_call, incremental)
         monitor = self._monitor_for(incremental)
+        plan = self._plan(rng, incremental)
+        listeners = Listeners(self, plan.max_iter, task_name=plan.unit)
         try:
-            train(self._plan(rng, incremental), self._solver(rng, incremental),
-                  self.coefs_ + self.intercepts_, (X, Y, sample_weight, y, stratify),
-                  monitor=monitor, history=history,
-                  listeners=Listeners(self, 1 if incremental else self.max_iter))
+            train(plan, self._solver(rng, incremental), self.coefs_ + self.intercepts_,
+                  (X, Y, sample_weight, y, stratify), monitor=monitor,
+                  history=history, listeners=listeners)
         finally:
             self._store(history, monitor)
         return self
@@ -324,15 +329,24 @@ class BaseBackprop(
         n_iter_ only over partial_fit calls (MLP)."""
         if first_call:
             return History()
-        return History(n_iter=self.n_iter_ if incremental else 0, t=self.t_,
-                       loss_curve=list(self.loss_curve_), loss=self.loss_)
+        return History(
+            n_iter=self.n_iter_ if incremental else 0, t=self.t_,
+            loss_curve=list(self.loss_curve_), loss=self.loss_,
+            # (held-out curves go on with early stopping, as loss_curve_ does)
+            **(dict(validation_scores=_copy(self.validation_scores_),
+                    validation_loss_curve=_copy(self.validation_loss_curve_))
+               if self.early_stopping and not incremental else {}),
+        )
 
     def _monitor_for(self, incremental):
-        """The stopping rule and schedule; partial_fit calls share one."""
-        if incremental and hasattr(self, "_monitor"):
-            return self._monitor
+        """The stopping rule and schedule. partial_fit calls share one; a warm
+        start keeps the best values and the count of iterations without
+        improvement, with the learning rate starting afresh (MLP)."""
+        previous = getattr(self, "_monitor", None)
+        if incremental and previous is not None:
+            return previous
         lbfgs = isinstance(self._optimizer, LBFGS)
-        return Monitor(
+        monitor = Monitor(
             tol=self.tol,
             # L-BFGS stops on scipy's tests only, unless early stopping is on
             n_iter_no_change=np.inf
@@ -343,6 +357,9 @@ class BaseBackprop(
             learning_rate_init=self.learning_rate_init,
             power_t=self.power_t,
         )
+        if previous is not None:  # (a first call has none)
+            monitor.carry_over(previous)
+        return monitor
 
     def _plan(self, rng, incremental):
         return Plan(

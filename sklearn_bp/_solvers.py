@@ -283,8 +283,9 @@ class LBFGSSolver:
         objective = self._objective(X, Y, sample_weight, hooks)
 
         def callback(intermediate_result):
-            self._iterate = intermediate_result.x
-            unpack(intermediate_result.x, self.params)
+            # (a copy: scipy goes on to change its x in place)
+            self._iterate = intermediate_result.x.copy()
+            unpack(self._iterate, self.params)
             if hooks.end_iteration(float(intermediate_result.fun), X.shape[0]):
                 raise StopIteration
 

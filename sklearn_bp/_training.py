@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
@@ -103,6 +104,12 @@ class Monitor:
             return LOWER_LR, improved
         return STOP, improved
 
+    def carry_over(self, previous):
+        """Continue ``previous``'s bests and count (a warm start)."""
+        self.no_improvement_count = previous.no_improvement_count
+        self.best_loss = previous.best_loss
+        self.best_validation_score = previous.best_validation_score
+
     def _count(self, value, best):
         """Count an iteration without improvement by ``tol``; whether ``value``
         beats ``best`` (larger is better)."""
@@ -166,24 +173,75 @@ class Plan:
     unit: str = "epoch"
 
 
+def _groups(X, Y, positive):
+    """Group identical ``(X, Y)`` rows among ``positive``: a group id per row,
+    numbered in the order of the rows' contents (not of their positions), and
+    each group's first row."""
+    rows = X[positive]
+    rows = rows.toarray() if sparse.issparse(rows) else rows
+    table = np.ascontiguousarray(
+        np.hstack([rows.astype(np.float64), Y[positive].astype(np.float64)])
+    )
+    keys = table.view(np.dtype((np.void, table.itemsize * table.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return inverse.reshape(-1), positive[first]
+
+
+def _rows_of(groups, group_of_row, rows):
+    """The rows of ``groups``, group by group in that order."""
+    position = np.full(group_of_row.max(initial=-1) + 1, -1)
+    position[groups] = np.arange(groups.shape[0])
+    pos = position[group_of_row]
+    chosen = np.flatnonzero(pos >= 0)
+    return rows[chosen[np.argsort(pos[chosen], kind="stable")]]
+
+
+def _split(n_groups, stratify, fraction, rng):
+    try:
+        return train_test_split(np.arange(n_groups), random_state=rng,
+                                test_size=fraction, stratify=stratify)
+    except ValueError:
+        if stratify is None:
+            raise
+        # Too few rows to stratify (a class with one member, fewer held-out
+        # rows than classes): held out at random instead. The stratified
+        # splitter checks the counts before it draws: the generator is where
+        # it was.
+        return train_test_split(np.arange(n_groups), random_state=rng,
+                                test_size=fraction)
+
+
 def hold_out(X, Y, sample_weight, stratify, *, fraction, rng):
     """Split off ``fraction`` of the rows for early stopping.
+
+    The split (``train_test_split``, stratified if ``stratify`` is given, as
+    MLP's) draws groups of identical ``(X, y)`` rows, taken in the order of
+    their contents: a duplicated row is never on both sides (its copies in the
+    held-out set would score the training set), a row of integer weight ``k``
+    goes where its ``k`` copies would (weights and repeated rows give the same
+    fit), and the order of the rows does not matter. Rows of zero weight are
+    never held out. On data too small to stratify (a class with one member,
+    fewer held-out rows than classes) the split is not stratified.
 
     Returns ``(train_rows, (X_val, Y_val, sw_val))``; the held-out part is in
     the parameters' dtype (``Y`` may be stored compactly, e.g. uint8).
     """
     n_samples = X.shape[0]
+    positive = (
+        np.arange(n_samples) if sample_weight is None
+        else np.flatnonzero(sample_weight > 0)
+    )
+    group_of_row, firsts = _groups(X, Y, positive)
+    strata = None if stratify is None else np.asarray(stratify)[firsts]
     try:
-        train, val = train_test_split(
-            np.arange(n_samples), random_state=rng, test_size=fraction,
-            stratify=stratify,
-        )
+        train_groups, val_groups = _split(firsts.shape[0], strata, fraction, rng)
     except ValueError as exc:
         raise ValueError(
             f"early_stopping=True cannot hold out validation_fraction={fraction} "
             f"of {n_samples} samples: {exc} Use more data, another "
             "validation_fraction or early_stopping=False."
         ) from exc
+    val = _rows_of(val_groups, group_of_row, positive)
     if val.shape[0] < 2:
         # one row has no R^2, and one correct answer says nothing
         raise ValueError(
@@ -193,6 +251,10 @@ def hold_out(X, Y, sample_weight, stratify, *, fraction, rng):
             "validation_fraction or the size of the dataset, or set "
             "early_stopping=False."
         )
+    train = _rows_of(train_groups, group_of_row, positive)
+    if positive.shape[0] < n_samples:
+        zero = np.setdiff1d(np.arange(n_samples), positive)
+        train = np.concatenate([train, zero])
     sw_val = None if sample_weight is None else sample_weight[val]
     return train, (X[val], Y[val].astype(X.dtype, copy=False), sw_val)
 
@@ -347,7 +409,8 @@ def train(plan, solver, params, data, *, monitor, history, listeners):
         X, Y = X[rows], Y[rows]
         y = y[rows] if hasattr(y, "shape") else np.asarray(y)[rows]
         sample_weight = None if sample_weight is None else sample_weight[rows]
-        history.validation_scores, history.validation_loss_curve = [], []
+        if history.validation_scores is None:
+            history.validation_scores, history.validation_loss_curve = [], []
     loop = _Loop(plan, params, len(params) // 2, monitor, history, listeners,
                  validation)
     listeners.begin_fit(X, y, sample_weight)

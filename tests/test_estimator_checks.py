@@ -5,7 +5,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_bp import BackpropClassifier, BackpropRegressor
 from sklearn_bp.activations import LeakyReLU
 from sklearn_bp.losses import Huber
-from sklearn_bp.optimizers import SGD, Adam, RMSprop
+from sklearn_bp.optimizers import LBFGS, SGD, Adam, RMSprop
 
 # Small networks and few epochs keep the suite fast; the learning rates are
 # chosen so that every configuration still learns the checks' toy problems.
@@ -36,6 +36,19 @@ ESTIMATORS = [
     ),
     BackpropRegressor(
         **_COMMON, activation="elu", loss="absolute_error", learning_rate_init=0.01
+    ),
+    BackpropClassifier(optimizer="lbfgs"),
+    BackpropRegressor(optimizer="lbfgs"),
+    # (larger held-out fractions: a held-out set needs 2 rows to be scored, and
+    # the checks' smallest data sets have 10 rows, 5 with positive weight)
+    BackpropClassifier(
+        **_COMMON,
+        optimizer=LBFGS(history_size=20),
+        early_stopping=True,
+        validation_fraction=0.4,
+    ),
+    BackpropRegressor(
+        **_COMMON, optimizer="lbfgs", early_stopping=True, validation_fraction=0.2
     ),
 ]
 
