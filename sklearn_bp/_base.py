@@ -106,6 +106,47 @@ def _hidden_sizes(hidden_layer_sizes):
     return list(map(int, hidden))
 
 
+def _check_param_names(estimator, params):
+    """MLP's names and nested parameters of named components, explained."""
+    for key in params:
+        name, sep, sub = key.partition("__")
+        if key in _MLP_NAMES:
+            raise ValueError(
+                f"{key!r} is MLPClassifier's parameter; {type(estimator).__name__} "
+                f"calls it {_MLP_NAMES[key]}."
+            )
+        if sep and name in _COMPONENT_PARAMS:
+            current = params.get(name, getattr(estimator, name, None))
+            if isinstance(current, str):
+                raise ValueError(
+                    f"Cannot set {key!r} while {name}={current!r} is given by "
+                    f"name: nested parameters need an instance. Pass e.g. "
+                    f"{name}=<{name.capitalize()} instance>({sub}=...) instead, "
+                    f"such as optimizer=sklearn_bp.optimizers.Adam(beta_1=0.8)."
+                )
+
+
+def _check_architecture(coefs, layer_units):
+    current = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
+    if current != layer_units:
+        raise ValueError(
+            "The network's layer sizes changed from "
+            f"{current} to {layer_units} (n_features, hidden_layer_sizes, "
+            "n_outputs). warm_start and partial_fit continue training the "
+            "existing weights and need the same architecture: set "
+            "warm_start=False (or clone the estimator) to fit a new network."
+        )
+
+
+def _validated_weights(sample_weight, X, incremental):
+    # A partial_fit call whose weights are all zero is allowed (it changes
+    # nothing); fit raises scikit-learn's own error.
+    zero_ok = {"allow_all_zero_weights": incremental} if _HAS_ZERO_WEIGHT_KW else {}
+    return _check_sample_weight(
+        sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **zero_ok
+    )
+
+
 def _copy(values):
     return None if values is None else list(values)
 
@@ -211,22 +252,7 @@ class BaseBackprop(
         self : estimator instance
             Estimator instance.
         """
-        for key in params:
-            name, sep, sub = key.partition("__")
-            if key in _MLP_NAMES:
-                raise ValueError(
-                    f"{key!r} is MLPClassifier's parameter; {type(self).__name__} "
-                    f"calls it {_MLP_NAMES[key]}."
-                )
-            if sep and name in _COMPONENT_PARAMS:
-                current = params.get(name, getattr(self, name, None))
-                if isinstance(current, str):
-                    raise ValueError(
-                        f"Cannot set {key!r} while {name}={current!r} is given by "
-                        f"name: nested parameters need an instance. Pass e.g. "
-                        f"{name}=<{name.capitalize()} instance>({sub}=...) instead, "
-                        f"such as optimizer=sklearn_bp.optimizers.Adam(beta_1=0.8)."
-                    )
+        _check_param_names(self, params)
         return super().set_params(**params)
 
     # -- abstract hooks (classifier / regressor) --------------------------------
@@ -290,16 +316,7 @@ class BaseBackprop(
                                  multi_output=True, y_numeric=is_regressor(self),
                                  reset=first_call)
             if sample_weight is not None:
-                # A partial_fit call whose weights are all zero is allowed (it
-                # changes nothing); fit raises scikit-learn's own error.
-                zero_ok = (
-                    {"allow_all_zero_weights": incremental}
-                    if _HAS_ZERO_WEIGHT_KW else {}
-                )
-                sample_weight = _check_sample_weight(
-                    sample_weight, X, dtype=X.dtype, ensure_non_negative=True,
-                    **zero_ok,
-                )
+                sample_weight = _validated_weights(sample_weight, X, incremental)
         return X, y, sample_weight
 
     def _prepare_parameters(self, n_features, n_outputs, first_call, rng, dtype):
@@ -314,15 +331,7 @@ class BaseBackprop(
             for name in ("_optimizer_state", "_monitor", "loss_", "t_", "n_iter_"):
                 self.__dict__.pop(name, None)
             return
-        current = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
-        if current != layer_units:
-            raise ValueError(
-                "The network's layer sizes changed from "
-                f"{current} to {layer_units} (n_features, hidden_layer_sizes, "
-                "n_outputs). warm_start and partial_fit continue training the "
-                "existing weights and need the same architecture: set "
-                "warm_start=False (or clone the estimator) to fit a new network."
-            )
+        _check_architecture(self.coefs_, layer_units)
 
     def _history(self, first_call, incremental):
         """Where this call's record starts: t_ and loss_curve_ accumulate,

@@ -437,7 +437,9 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         -------
         proba : ndarray of shape (n_samples, n_classes)
             Probability of each class in ``classes_`` (of each label for
-            multilabel targets). Rows sum to 1 for single-label targets.
+            multilabel targets, strictly between 0 and 1). Rows sum to 1 for
+            single-label targets. Never below the smallest normal number of
+            the dtype (see :meth:`predict_log_proba`).
         """
         X = self._validate_for_predict(X)
         raw = self._forward(X)
@@ -445,15 +447,31 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
             proba = self._loss.link(raw)
             if isinstance(self._loss, LogLoss):
                 # p(class 0) from the mirrored raw output: exact, not 1 - p rounded
-                return np.hstack([self._loss.link(-raw), proba])
-            return np.hstack([1 - proba, proba])
-        return self._loss.link(raw)
+                proba = np.hstack([self._loss.link(-raw), proba])
+            else:
+                proba = np.hstack([1 - proba, proba])
+        else:
+            proba = self._loss.link(raw)
+        # Floored at the smallest normal number (see predict_log_proba); each
+        # label's probability strictly below 1 too, as its complement is the
+        # probability of the label's absence (scikit-learn's multilabel
+        # contract: values in the open interval (0, 1)).
+        np.maximum(proba, np.finfo(proba.dtype).tiny, out=proba)
+        if self._multilabel:
+            below_one = np.nextafter(proba.dtype.type(1), proba.dtype.type(0))
+            np.minimum(proba, below_one, out=proba)
+        return proba
 
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities, always finite.
 
         Computed as a log-softmax or log-sigmoid of the raw output, never as the
-        log of a probability rounded to 0.
+        log of a rounded probability, and floored at the log of the smallest
+        normal number (about -708 in float64, -87 in float32), where
+        :meth:`predict_proba` is floored at that number: below it a probability
+        has too few digits to order classes, and both methods order them alike
+        (as scikit-learn's ``check_classifiers_train`` requires: a confident
+        L-BFGS fit puts logits that far apart).
 
         Parameters
         ----------
@@ -469,11 +487,17 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         raw = self._forward(X)
         if raw.shape[1] == 1 and not self._multilabel:
             if isinstance(self._loss, LogLoss):
-                return np.hstack([self._loss.log_link(-raw), self._loss.log_link(raw)])
-            proba = self._loss.link(raw)
-            tiny = np.finfo(proba.dtype).tiny
-            return np.log(np.maximum(np.hstack([1 - proba, proba]), tiny))
-        return self._loss.log_link(raw)
+                log_proba = np.hstack(
+                    [self._loss.log_link(-raw), self._loss.log_link(raw)]
+                )
+            else:
+                proba = self._loss.link(raw)
+                tiny = np.finfo(proba.dtype).tiny
+                log_proba = np.log(np.maximum(np.hstack([1 - proba, proba]), tiny))
+        else:
+            log_proba = self._loss.log_link(raw)
+        floor = np.log(np.finfo(log_proba.dtype).tiny)
+        return np.maximum(log_proba, floor, out=log_proba)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from ._network import hidden_delta, layer_output, weight_gradient_into, weight_squares
 from .activations import ACTIVATIONS
 
 # Networks with fewer weights keep the generic step. Measured on two cores:
@@ -278,6 +279,7 @@ class FusedStep:
             for _ in range(n_threads)
         ]
         self.intercept_grads = [np.empty_like(b) for b in intercepts]
+        self._pending = None  # what run() prepared for update()
 
     def close(self):
         """Stop the worker threads."""
@@ -316,72 +318,103 @@ class FusedStep:
         self.threads.run(cols_part, _parts(B.shape[1], n_parts))
         return False
 
-    def run(self, X, Y, sample_weight, lr):
-        """Forward, backward and update on one batch.
+    def run(self, X, Y, sample_weight):
+        """Forward and backward on one batch, nothing updated yet.
 
         Returns
         -------
-        None
-            When the gradients could not be proven finite: nothing was changed
-            (parameters, optimizer state), and the caller must take the
-            generic step, which computes and checks them.
-        (value, finite) : (float, bool)
-            The penalised batch loss, and whether the updated parameters are
-            all finite. With a non-finite ``value`` nothing was updated.
+        value : float or None
+            The penalised batch loss. ``None`` when the gradients could not be
+            proven finite: the caller must take the generic step, which
+            computes and checks them. When the value is finite, :meth:`update`
+            applies the step.
         """
-        coefs, intercepts, activation = self.coefs, self.intercepts, self.activation
         n = X.shape[0]
         Z, A, deltas, scratch = self.workspace.rows(n)
         weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
+        raw = self._forward(X, Z, A)
+        value = self.loss._loss_and_delta(Y, raw, sample_weight, weight_sum, out=raw)
+        l2 = self.alpha / weight_sum
+        squares = weight_squares(self.coefs) if l2 else None
+        if l2:
+            value += 0.5 * l2 * sum(squares)
+        if not math.isfinite(value):
+            return value
+        # Every delta before any parameter changes: the products need the old
+        # weights, and the bound below needs every delta.
+        layer_deltas = self._backward(raw, Z, A, deltas, scratch)
+        layer_inputs = [X] + list(A[: self.n_layers - 1])
+        if not self._bounded(layer_inputs, layer_deltas, l2, squares):
+            return None
+        self._pending = (layer_inputs, layer_deltas, l2)
+        return value
+
+    def update(self, lr):
+        """Apply the step :meth:`run` prepared; whether the result is finite.
+
+        Each chunk is saved into the backup just before its update; if the
+        update is interrupted, the backup is completed before re-raising, so
+        that it holds the parameters from before the step (the caller
+        restores them from it).
+        """
+        layer_inputs, layer_deltas, l2 = self._pending
+        self._pending = None
+        return self._update(layer_inputs, layer_deltas, l2, lr)
+
+    def _forward(self, X, Z, A):
+        """The forward pass, each layer's bias and activation applied by the
+        thread that computed that part of its product; the raw output."""
         last = self.n_layers - 1
-        threaded = self.threaded
         inputs = X
         for i in range(self.n_layers):
 
             def finish(rows, cols, i=i):
-                Z[i][rows, cols] += intercepts[i][cols]
-                if i < last:
-                    activation._forward_into(Z[i][rows, cols], A[i][rows, cols])
+                hidden = i < last
+                layer_output(Z[i][rows, cols], self.intercepts[i][cols],
+                             A[i][rows, cols] if hidden else None,
+                             self.activation, hidden)
 
-            self._product(inputs, coefs[i], Z[i], finish if threaded else None)
-            if not threaded:
-                finish(slice(None), slice(None))
+            self._split_product(inputs, self.coefs[i], Z[i], finish)
             inputs = A[i] if i < last else Z[i]
-        raw = Z[last]
-        value = self.loss._loss_and_delta(Y, raw, sample_weight, weight_sum, out=raw)
-        l2 = self.alpha / weight_sum
-        if l2:
-            squares = [float(np.dot(W.reshape(-1), W.reshape(-1))) for W in coefs]
-            value += 0.5 * l2 * sum(squares)
-        if not math.isfinite(value):
-            return value, True
-        # Every delta before any parameter changes: the products need the old
-        # weights, and the bound below needs every delta.
-        # The bias gradients are the deltas' column sums, taken by the thread
-        # that computed whole columns.
+        return Z[last]
+
+    def _backward(self, raw, Z, A, deltas, scratch):
+        """Every layer's delta (``raw`` holds the output's) and the bias
+        gradients, which are the deltas' column sums, taken by the thread
+        that computed whole columns."""
         intercept_grads = self.intercept_grads
+        last = self.n_layers - 1
         layer_deltas = [None] * self.n_layers
         layer_deltas[last] = raw
         raw.sum(axis=0, out=intercept_grads[last])
         for i in range(last, 0, -1):
 
             def derive(rows, cols, j=i - 1):
-                delta = deltas[j][rows, cols]
-                activation._backprop_into(
-                    Z[j][rows, cols], A[j][rows, cols], delta, scratch[j][rows, cols]
-                )
+                delta = hidden_delta(Z[j][rows, cols], A[j][rows, cols],
+                                     deltas[j][rows, cols], scratch[j][rows, cols],
+                                     self.activation)
                 if rows == slice(None):
                     delta.sum(axis=0, out=intercept_grads[j][cols])
 
-            by_rows = self._product(
-                layer_deltas[i], coefs[i].T, deltas[i - 1], derive if threaded else None
-            )
-            if not threaded:
-                derive(slice(None), slice(None))
-            elif by_rows:
+            by_rows = self._split_product(layer_deltas[i], self.coefs[i].T,
+                                          deltas[i - 1], derive)
+            if by_rows:
                 deltas[i - 1].sum(axis=0, out=intercept_grads[i - 1])
             layer_deltas[i - 1] = deltas[i - 1]
-        layer_inputs = [X] + list(A[:last])
+        return layer_deltas
+
+    def _split_product(self, A, B, out, then):
+        """:meth:`_product` with ``then`` applied per part by the thread that
+        computed it (the built-in activations are element-wise and stateless),
+        or to the whole result after it for a user activation."""
+        if self.threaded:
+            return self._product(A, B, out, then)
+        self._product(A, B, out)
+        then(slice(None), slice(None))
+        return False
+
+    def _bounded(self, layer_inputs, layer_deltas, l2, squares):
+        """Whether no weight gradient can overflow (see below)."""
         # |(A.T @ delta)[j, k]| <= ||A[:, j]|| ||delta[:, k]|| <= ||A|| ||delta||
         # (Cauchy-Schwarz), and so is every partial sum of that product: below
         # this bound no weight gradient, nor the L2 term added to it, can
@@ -392,18 +425,13 @@ class FusedStep:
             if l2:
                 bound += l2 * math.sqrt(squares[i])
             if not bound < self.limit:
-                return None
-        if not math.isfinite(sum(float(g.sum()) for g in intercept_grads)):
-            return None
-        return value, self._update(layer_inputs, layer_deltas, l2, lr)
+                return False
+        return math.isfinite(sum(float(g.sum()) for g in self.intercept_grads))
 
     def _update(self, layer_inputs, layer_deltas, l2, lr):
         """The optimizer's step, chunk by chunk; whether the result is finite."""
-        coefs, intercepts, backup = self.coefs, self.intercepts, self.backup
-        n_layers = self.n_layers
-        params = coefs + intercepts
+        params = self.coefs + self.intercepts
         kernel, buffers = self.optimizer._kernel(params, self.optimizer_state, lr)
-        threads = self.threads
         pending = iter(self.chunks)
         done = set()
 
@@ -412,47 +440,48 @@ class FusedStep:
             total = 0.0
             # A shared list iterator hands each chunk to exactly one thread.
             for chunk in pending:
-                if threads.stopping:
+                if self.threads.stopping:
                     break
                 i, r0, r1 = chunk
-                p = coefs[i][r0:r1]
-                size = p.size
-                g = grad_buffer[:size].reshape(p.shape)
-                s = scratch_buffer[:size].reshape(p.shape)
-                np.matmul(layer_inputs[i][:, r0:r1].T, layer_deltas[i], out=g)
-                if l2:
-                    g += np.multiply(p, l2, out=s)
-                np.copyto(backup[i][r0:r1], p)
+                p = self.coefs[i][r0:r1]
+                g = grad_buffer[: p.size].reshape(p.shape)
+                s = scratch_buffer[: p.size]
+                weight_gradient_into(layer_inputs[i][:, r0:r1], layer_deltas[i], p,
+                                     l2, g, s)
+                np.copyto(self.backup[i][r0:r1], p)
                 done.add(chunk)
-                kernel(p, g, *(b[i][r0:r1] for b in buffers), s)
-                total += float(np.dot(p.reshape(-1), ones[:size]))
+                kernel(p, g, *(b[i][r0:r1] for b in buffers), s.reshape(p.shape))
+                total += float(np.dot(p.reshape(-1), ones[: p.size]))
             return total
 
         try:
-            total = sum(threads.run(work, list(range(threads.n_threads))))
-            # The biases: small, one kernel call each, on this thread.
-            _, scratch_buffer, _ = self.buffers[0]
-            grads = self.intercept_grads
-            for i, (b, g) in enumerate(zip(intercepts, grads, strict=True)):
-                np.copyto(backup[n_layers + i], b)
-                done.add(n_layers + i)
-                kernel(
-                    b, g, *(buf[n_layers + i] for buf in buffers),
-                    scratch_buffer[: b.size],
-                )
-                total += float(b.sum())
+            total = sum(self.threads.run(work, list(range(self.threads.n_threads))))
+            return math.isfinite(total + self._update_biases(kernel, buffers, done))
         except BaseException:
-            # Interrupted: complete the backup, which then holds the parameters
-            # from before the step, and restore them from it, so that the
-            # step is applied whole or not at all.
-            for chunk in self.chunks:
-                if chunk not in done:
-                    i, r0, r1 = chunk
-                    np.copyto(backup[i][r0:r1], coefs[i][r0:r1])
-            for i, b in enumerate(intercepts):
-                if n_layers + i not in done:
-                    np.copyto(backup[n_layers + i], b)
-            for p, saved in zip(params, backup, strict=True):
-                np.copyto(p, saved)
+            self._complete_backup(done)
             raise
-        return math.isfinite(total)
+
+    def _update_biases(self, kernel, buffers, done):
+        """The biases: small, one kernel call each, on this thread; their sum."""
+        _, scratch_buffer, _ = self.buffers[0]
+        total = 0.0
+        offset = self.n_layers
+        for i, (b, g) in enumerate(zip(self.intercepts, self.intercept_grads,
+                                       strict=True)):
+            np.copyto(self.backup[offset + i], b)
+            done.add(offset + i)
+            kernel(b, g, *(buf[offset + i] for buf in buffers),
+                   scratch_buffer[: b.size])
+            total += float(b.sum())
+        return total
+
+    def _complete_backup(self, done):
+        """After an interrupted update: back up what was not yet updated, so
+        that the backup holds the parameters from before the step."""
+        for chunk in self.chunks:
+            if chunk not in done:
+                i, r0, r1 = chunk
+                np.copyto(self.backup[i][r0:r1], self.coefs[i][r0:r1])
+        for i, b in enumerate(self.intercepts):
+            if self.n_layers + i not in done:
+                np.copyto(self.backup[self.n_layers + i], b)

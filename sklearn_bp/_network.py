@@ -172,7 +172,7 @@ def _product_into(A, W, out):
     return out
 
 
-def _weight_gradient_into(inputs, delta, W, l2, out, block=None):
+def weight_gradient_into(inputs, delta, W, l2, out, block=None):
     """``out[...] = inputs.T @ delta + l2 * W`` with no weight-sized temporary.
 
     The penalty term goes through ``block``, a small buffer, piece by piece
@@ -198,6 +198,33 @@ def _weight_gradient_into(inputs, delta, W, l2, out, block=None):
         term = block[: piece.shape[0]]
         piece += np.multiply(flat_W[start : start + size], l2, out=term)
     return out
+
+
+def layer_output(Z, b, A, activation, hidden):
+    """Finish a layer on a block of its product ``Z = inputs @ W``.
+
+    Adds the bias ``b`` in place and, for a hidden layer, writes the
+    activation into ``A``. Returns the layer's output (``A``, or ``Z`` for the
+    output layer). The fused step calls it on the blocks its threads computed.
+    """
+    Z += b
+    if hidden:
+        return activation._forward_into(Z, A)
+    return Z
+
+
+def hidden_delta(Z, A, delta, scratch, activation):
+    """Turn ``delta = dL/dA`` of a hidden layer into ``dL/dZ``, in place.
+
+    ``scratch`` (may be ``None``) is a buffer the activation's hook may use.
+    Works on any block of rows and columns, as the fused step uses it.
+    """
+    return activation._backprop_into(Z, A, delta, scratch)
+
+
+def weight_squares(coefs):
+    """``||W||^2`` of each weight matrix, as Python floats."""
+    return [float(np.dot(W.reshape(-1), W.reshape(-1))) for W in coefs]
 
 
 def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
@@ -230,11 +257,8 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
     inputs = X
     for i in range(n_layers):
         _product_into(inputs, coefs[i], Z[i])
-        Z[i] += intercepts[i]
-        if i < last:
-            inputs = activation._forward_into(Z[i], A[i])
-        else:
-            inputs = Z[i]
+        inputs = layer_output(Z[i], intercepts[i], A[i] if i < last else None,
+                              activation, i < last)
     return inputs
 
 
@@ -273,15 +297,15 @@ def backward(
     delta = delta_out
     for i in range(len(coefs) - 1, -1, -1):
         inputs = X if i == 0 else A[i - 1]
-        _weight_gradient_into(inputs, delta, coefs[i], l2, coef_grads[i], penalty_block)
+        weight_gradient_into(inputs, delta, coefs[i], l2, coef_grads[i], penalty_block)
         # (not ones @ delta: OpenBLAS threads that GEMV, and each threaded call
         # stalls when another process holds a core)
         delta.sum(axis=0, out=intercept_grads[i])
         if i > 0:
             np.matmul(delta, coefs[i].T, out=deltas[i - 1])
-            delta = activation._backprop_into(
+            delta = hidden_delta(
                 Z[i - 1], A[i - 1], deltas[i - 1],
-                None if scratch is None else scratch[i - 1],
+                None if scratch is None else scratch[i - 1], activation,
             )
 
 

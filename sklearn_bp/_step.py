@@ -166,10 +166,27 @@ class Step:
             if self._fused is not None:
                 # None: the gradients could not be proven finite without
                 # computing them; nothing was changed, the generic step decides.
-                result = self._fused.run(X, Y, sample_weight, lr)
-                if result is not None:
-                    return self._checked(*result, sample_weight, lr, where)
+                value = self._fused.run(X, Y, sample_weight)
+                if value is not None:
+                    return self._fused_update(value, sample_weight, lr, where)
             return self._generic(X, Y, sample_weight, lr, where)
+
+    def _fused_update(self, value, sample_weight, lr, where):
+        if not math.isfinite(value):
+            return self._checked(value, True, sample_weight, lr, where)
+        finite = self._guarded(self._fused.update, lr)
+        return self._checked(value, finite, sample_weight, lr, where)
+
+    def _guarded(self, update, *args):
+        """``update(*args)``; if it is interrupted, the step is undone whole."""
+        try:
+            return update(*args)
+        except BaseException:
+            # (an update interrupted half-way, e.g. KeyboardInterrupt between
+            # two layers, leaves its backup complete: see optimizers._run and
+            # FusedStep.run)
+            self.roll_back()
+            raise
 
     def _generic(self, X, Y, sample_weight, lr, where):
         value, coef_grads, intercept_grads = loss_and_gradients(
@@ -183,13 +200,7 @@ class Step:
         if not np.isfinite(value) or not all_finite(self._grads_flat):
             self._fail("The training loss or its gradient became non-finite at "
                        f"{where} (loss={value!r})", sample_weight, lr)
-        try:
-            finite = self._update(grads, lr)
-        except BaseException:
-            # An update interrupted half-way (KeyboardInterrupt between two
-            # layers) is undone, so the parameters are never half-stepped.
-            self.roll_back()
-            raise
+        finite = self._guarded(self._update, grads, lr)
         return self._checked(value, finite, sample_weight, lr, where)
 
     def _update(self, grads, lr):
