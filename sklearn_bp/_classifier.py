@@ -146,11 +146,13 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     intercepts_ : list of ndarray
         ``intercepts_[i]`` has shape ``(fan_out,)``: the live biases.
     loss_ : float
-        Mean training loss of the last epoch.
+        Mean training loss of the last epoch (L-BFGS: the loss at the
+        returned parameters, as in MLP).
     best_loss_ : float or None
         Lowest ``loss_`` seen; ``None`` with early stopping.
     loss_curve_ : list of float
-        ``loss_`` after each epoch.
+        ``loss_`` after each epoch or L-BFGS iteration; accumulates over warm
+        starts and ``partial_fit`` calls.
     validation_scores_ : list of float or None
         Validation accuracy after each epoch (early stopping only).
     validation_loss_curve_ : list of float or None
@@ -159,9 +161,12 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     best_validation_score_ : float or None
         Best validation accuracy (early stopping only).
     n_iter_ : int
-        Epochs run (each ``partial_fit`` call counts as one).
+        Epochs (L-BFGS iterations) run by the last ``fit``, so ``n_iter_ ==
+        max_iter`` means it did not converge; ``partial_fit`` calls add one
+        each.
     t_ : int
-        Training samples seen.
+        Training samples seen (an L-BFGS iteration counts the training set
+        once); accumulates over warm starts.
     n_layers_ : int
         Number of layers, input and output included.
     n_outputs_ : int

@@ -96,8 +96,16 @@ def check_gradients(
         coefs, intercepts, X, Y, sample_weight, activation, loss, alpha
     )
     analytic = np.concatenate([g.ravel() for g in coef_grads + intercept_grads])
-    numeric = np.empty_like(analytic)
-    position = 0
+    numeric = _central_differences(value, params, eps)
+    denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    if denominator == 0:
+        return 0.0
+    return float(np.linalg.norm(analytic - numeric) / denominator)
+
+
+def _central_differences(value, params, eps):
+    """``d value / d p`` for every element of ``params``, perturbed in place."""
+    numeric = []
     for p in params:
         flat = p.reshape(-1)  # a view: perturbing it perturbs the network
         for i in range(flat.size):
@@ -107,12 +115,8 @@ def check_gradients(
             flat[i] = original - eps
             minus = value()
             flat[i] = original
-            numeric[position] = (plus - minus) / (2 * eps)
-            position += 1
-    denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-    if denominator == 0:
-        return 0.0
-    return float(np.linalg.norm(analytic - numeric) / denominator)
+            numeric.append((plus - minus) / (2 * eps))
+    return np.array(numeric)
 
 
 def _default_target(loss, rng, n_samples):
