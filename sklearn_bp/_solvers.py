@@ -155,7 +155,7 @@ class StochasticSolver:
                 continue  # nothing to learn from; no step, no loss, t_ unchanged
             if swb is not None and self.step.alpha:
                 self.step.note_penalty(batch_weight, lr)
-            value = self.step(Xb, Yb, swb, lr, f"epoch {epoch}, batch {batch}")
+            value = self.step(Xb, Yb, swb, lr, (epoch, batch))
             share = batch_weight / total
             loss_sum += value * share
             weight_sum += share

@@ -60,6 +60,13 @@ def divergence(what, *, alpha=0.0, penalty=(0.0, None)):
     )
 
 
+def _loss_message(value, where):
+    return (
+        "The training loss or its gradient became non-finite at epoch {}, "
+        "batch {} (loss={!r})".format(*where, value)
+    )
+
+
 def workspace_for(coefs, activation, n_rows, workspace=None):
     """``workspace`` if it fits this network and batch size, else a new one."""
     units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
@@ -154,10 +161,10 @@ class Step:
         if not rate <= self.penalty[0]:  # also inf
             self.penalty = (rate, batch_weight)
 
-    def __call__(self, X, Y, sample_weight, lr, where="epoch 1, batch 1"):
+    def __call__(self, X, Y, sample_weight, lr, where=(1, 1)):
         """Apply one step on a batch; return its penalised loss.
 
-        ``where`` names the step in a divergence message.
+        ``where`` is ``(epoch, batch)``, for a divergence message.
         """
         # Overflow is detected below and reported as one clear error; numpy's
         # RuntimeWarnings on the way there would only be noise. (One errstate
@@ -174,19 +181,12 @@ class Step:
     def _fused_update(self, value, sample_weight, lr, where):
         if not math.isfinite(value):
             return self._checked(value, True, sample_weight, lr, where)
-        finite = self._guarded(self._fused.update, lr)
-        return self._checked(value, finite, sample_weight, lr, where)
-
-    def _guarded(self, update, *args):
-        """``update(*args)``; if it is interrupted, the step is undone whole."""
         try:
-            return update(*args)
+            finite = self._fused.update(lr)
         except BaseException:
-            # (an update interrupted half-way, e.g. KeyboardInterrupt between
-            # two layers, leaves its backup complete: see optimizers._run and
-            # FusedStep.run)
-            self.roll_back()
+            self.roll_back()  # (the fused update completed its backup)
             raise
+        return self._checked(value, finite, sample_weight, lr, where)
 
     def _generic(self, X, Y, sample_weight, lr, where):
         value, coef_grads, intercept_grads = loss_and_gradients(
@@ -198,9 +198,15 @@ class Step:
             flat = flat_base(grads)
             self._grads_flat = grads if flat is None else [flat]
         if not np.isfinite(value) or not all_finite(self._grads_flat):
-            self._fail("The training loss or its gradient became non-finite at "
-                       f"{where} (loss={value!r})", sample_weight, lr)
-        finite = self._guarded(self._update, grads, lr)
+            self._fail(_loss_message(value, where), sample_weight, lr)
+        try:
+            finite = self._update(grads, lr)
+        except BaseException:
+            # An update interrupted half-way (KeyboardInterrupt between two
+            # layers) leaves its backup complete (see optimizers._run): it is
+            # undone, so the parameters are never half-stepped.
+            self.roll_back()
+            raise
         return self._checked(value, finite, sample_weight, lr, where)
 
     def _update(self, grads, lr):
@@ -217,13 +223,14 @@ class Step:
         return all_finite(self._params_flat)
 
     def _checked(self, value, finite, sample_weight, lr, where):
+        if finite and math.isfinite(value):
+            return value
         if not math.isfinite(value):
-            self._fail("The training loss or its gradient became non-finite at "
-                       f"{where} (loss={value!r})", sample_weight, lr)
-        if not finite:
-            self._fail(f"The update at {where} made the parameters non-finite "
-                       f"(loss before it={value!r})", sample_weight, lr)
-        return value
+            self._fail(_loss_message(value, where), sample_weight, lr)
+        self._fail(
+            "The update at epoch {}, batch {} made the parameters non-finite "
+            "(loss before it={!r})".format(*where, value), sample_weight, lr,
+        )
 
     def _fail(self, what, sample_weight, lr):
         self.roll_back()
