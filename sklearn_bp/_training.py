@@ -273,6 +273,7 @@ class _Loop:
         self.validation = validation
         self.best = [p.copy() for p in params] if validation else None
         self.iterations = 0  # of this call
+        self.held_out_diverged = False
         self._started = time.perf_counter()
 
     @property
@@ -331,16 +332,17 @@ class _Loop:
             score = self.plan.score(raw, Y_val, sw_val)
             loss = self.plan.loss.loss(Y_val, raw, sw_val)
         except ValueError as exc:  # predict_raw's overflow
-            self.restore_best()
             raise self._diverged(exc) from exc
         if not (math.isfinite(score) and math.isfinite(loss)):
-            self.restore_best()
             raise self._diverged(f"score={score!r}, loss={loss!r}")
         self.history.validation_scores.append(score)
         self.history.validation_loss_curve.append(loss)
         return score
 
     def _diverged(self, why):
+        # (train restores the best parameters once the solver has unwound:
+        # a solver may first roll back to its own last state)
+        self.held_out_diverged = True
         return divergence(
             f"The held-out pass of early stopping became non-finite at "
             f"{self.plan.unit} {self.history.n_iter} ({why}); the training "
@@ -418,6 +420,12 @@ def train(plan, solver, params, data, *, monitor, history, listeners):
         outcome = solver.run(X, Y, sample_weight, max_iter=plan.max_iter, hooks=loop)
     except KeyboardInterrupt:
         _interrupted(loop)
+        raise
+    except DivergenceError:
+        if loop.held_out_diverged:
+            # the held-out pass overflowed on parameters whose training loss
+            # was finite: back to the best ones, which it scored
+            loop.restore_best()
         raise
     _finish(loop, outcome)
     listeners.end_fit(loop.state())

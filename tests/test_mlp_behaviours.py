@@ -149,13 +149,32 @@ def test_divergence_in_the_held_out_pass_keeps_usable_parameters(clf_data,
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_training, "predict_raw", overflowing)
-    clf = BackpropClassifier(hidden_layer_sizes=(8,), early_stopping=True,
-                             max_iter=10, random_state=0)
-    with pytest.raises(ValueError, match="held-out pass.*epoch 3") as info:
-        clf.fit(X, y)
-    assert type(info.value).__name__ == "DivergenceError"
-    assert clf.n_iter_ == 3 and len(clf.validation_scores_) == 2
-    assert np.isfinite(clf.predict_proba(X)).all()
+    best = {}
+
+    def scored(est, *args):
+        # the parameters of the best held-out score so far, to compare with
+        score = type(est)._score_raw(est, *args)
+        if score > best.get("score", -np.inf):
+            best["score"] = score
+            best["params"] = [p.copy() for p in est.coefs_ + est.intercepts_]
+        return score
+
+    for optimizer, unit in [("adam", "epoch"), ("lbfgs", "iteration")]:
+        calls["n"] = 0
+        best.clear()
+        clf = BackpropClassifier(hidden_layer_sizes=(8,), early_stopping=True,
+                                 optimizer=optimizer, max_iter=10, random_state=0)
+        monkeypatch.setattr(clf, "_score_raw",
+                            lambda *args, clf=clf: scored(clf, *args))
+        with pytest.raises(ValueError, match=f"held-out pass.*{unit} 3") as info:
+            clf.fit(X, y)
+        assert type(info.value).__name__ == "DivergenceError"
+        assert clf.n_iter_ == 3 and len(clf.validation_scores_) == 2
+        # the estimator keeps the best parameters the held-out set scored
+        for p, saved in zip(clf.coefs_ + clf.intercepts_, best["params"],
+                            strict=True):
+            np.testing.assert_array_equal(p, saved)
+        assert np.isfinite(clf.predict_proba(X)).all()
 
 
 def test_held_out_split_groups_duplicates_and_ignores_row_order():
