@@ -18,6 +18,7 @@ from scipy.optimize import minimize
 from sklearn.utils import gen_batches
 
 from ._flat import flat_base
+from ._fused import single_threaded_scipy_blas
 from ._network import loss_and_gradients
 from ._step import Step, all_finite, divergence, workspace_for
 
@@ -290,10 +291,11 @@ class LBFGSSolver:
                 raise StopIteration
 
         try:
-            result = minimize(
-                objective, self._iterate.copy(), method="L-BFGS-B", jac=True,
-                callback=callback, options=self._options(max_iter),
-            )
+            with single_threaded_scipy_blas():
+                result = minimize(
+                    objective, self._iterate.copy(), method="L-BFGS-B", jac=True,
+                    callback=callback, options=self._options(max_iter),
+                )
         except BaseException:
             self.roll_back()
             raise
