@@ -100,63 +100,66 @@ def thread_budget():
 
 
 _limit_lock = threading.Lock()
-_limits = {}  # which libraries -> {"depth": fits inside, "limiter": ...}
+_limited = {}  # library path -> [fits inside the limit, its original thread count]
 
 
 @contextmanager
-def _one_thread(which, select):
-    """Limit the BLAS libraries ``select()`` gives to one thread meanwhile.
+def _one_thread(libraries):
+    """Limit ``libraries`` (threadpoolctl controllers) to one thread meanwhile.
 
-    The limit is process-wide: fits running at the same time in several
-    threads share it, and the original limits come back when the last one
-    ends (nested ``threadpool_limits`` calls from several threads would
-    restore each other's limits in the wrong order).
+    The limit is process-wide and counted per library: fits running at the
+    same time in several threads share it (also when their limits cover
+    different libraries), and each library gets its original thread count
+    back when the last fit that limited it ends. (Nested
+    ``threadpool_limits`` calls from several threads would restore each
+    other's limits in the wrong order.)
     """
+    libraries = list(libraries)
     with _limit_lock:
-        state = _limits.setdefault(which, {"depth": 0, "limiter": None})
-        if state["depth"] == 0:
-            libraries = select()
-            state["limiter"] = None if libraries is None else libraries.limit(limits=1)
-        state["depth"] += 1
+        for lib in libraries:
+            entry = _limited.setdefault(lib.filepath, [0, lib.num_threads])
+            if entry[0] == 0:
+                entry[1] = lib.num_threads
+                lib.set_num_threads(1)
+            entry[0] += 1
     try:
         yield
     finally:
         with _limit_lock:
-            state["depth"] -= 1
-            if state["depth"] == 0 and state["limiter"] is not None:
-                state.pop("limiter").restore_original_limits()
-                state["limiter"] = None
+            for lib in libraries:
+                entry = _limited[lib.filepath]
+                entry[0] -= 1
+                if entry[0] == 0:
+                    lib.set_num_threads(entry[1])
 
 
 def single_threaded_blas():
     """Limit BLAS to one thread while the fused step's threads run."""
-    return _one_thread("all", _blas)
+    return _one_thread(_blas().lib_controllers)
 
 
 def _blas_besides_numpys():
-    """The BLAS libraries loaded besides numpy's own, or ``None``.
+    """The BLAS libraries loaded besides numpy's own (none if unknown).
 
     scipy's wheels ship an OpenBLAS of their own, which L-BFGS-B's vector
     operations use while numpy's pool serves the network's products.
     """
-    libraries = _blas()
-    paths = [lib.filepath for lib in libraries.lib_controllers]
-    others = [path for path in paths if "numpy" not in path]
-    if len(others) == len(paths) or not others:
-        return None  # one shared library, or none known to be numpy's
-    return _controller.select(filepath=others)
+    libraries = _blas().lib_controllers
+    others = [lib for lib in libraries if "numpy" not in lib.filepath]
+    if len(others) == len(libraries):
+        return []  # one shared library, or none known to be numpy's
+    return others
 
 
 def single_threaded_scipy_blas():
     """One thread for the BLAS libraries besides numpy's, during L-BFGS.
 
     Measured on the L-BFGS benchmark rows (2 cores): with both OpenBLAS pools
-    threaded, an iteration takes 3.5 times as long (digits, (100,): 9.2 ms
-    instead of 2.5 ms; (64, 64) on 5,000 rows: 17.4 ms instead of 5.0 ms),
-    the two pools' idle threads spinning against each other; numpy's products
-    keep their threads.
+    threaded, an iteration takes 3.5 to 4 times as long (digits, (100,): 12.0
+    ms instead of 3.0 ms, fits run alone), the two pools' idle threads
+    spinning against each other; numpy's products keep their threads.
     """
-    return _one_thread("besides numpy", _blas_besides_numpys)
+    return _one_thread(_blas_besides_numpys())
 
 
 def fusable(coefs, intercepts, optimizer, X):
