@@ -19,11 +19,20 @@ def _quiet_fit(est, X, y):
     return est
 
 
+# Seconds between timed runs (OpenBLAS's idle threads spin for a few
+# milliseconds before they sleep).
+SETTLE = 0.2
+
+
 def interleaved(funcs, repeats):
     """Time each callable ``repeats`` times, alternating the order.
 
     Round ``r`` runs ``A B`` when ``r`` is even and ``B A`` when it is odd, so
-    that a slow phase of a shared machine hits both sides alike.
+    that a slow phase of a shared machine hits both sides alike. Each run
+    starts after a short pause (``SETTLE`` seconds), so that the BLAS threads
+    the previous run left spinning have gone to sleep and do not slow the next
+    one: measured on the L-BFGS rows, MLP's scipy threads spinning on made the
+    fit that followed it up to 2x slower per iteration.
 
     Returns
     -------
@@ -38,6 +47,7 @@ def interleaved(funcs, repeats):
         order = range(len(funcs)) if r % 2 == 0 else reversed(range(len(funcs)))
         for k in order:
             gc.collect()
+            time.sleep(SETTLE)
             start = time.perf_counter()
             results[k] = funcs[k]()
             times[k].append(time.perf_counter() - start)
