@@ -20,7 +20,7 @@ from sklearn.utils import gen_batches
 from ._flat import flat_base
 from ._fused import single_threaded_scipy_blas
 from ._network import loss_and_gradients
-from ._step import Step, all_finite, divergence, workspace_for
+from ._step import DivergenceError, Step, all_finite, workspace_for
 
 
 @dataclass
@@ -341,9 +341,15 @@ class LBFGSSolver:
             finite = np.isfinite(result.fun) and all_finite(self.params)
         if not finite:
             self.roll_back()
-            raise divergence(
-                f"The L-BFGS loss became non-finite (loss={result.fun!r}, scipy: "
-                f"{result.message})", alpha=self.alpha,
+            # (scipy's own message is no help here: it saw an infinite loss
+            # with a zero gradient, see _objective)
+            raise DivergenceError(
+                f"The L-BFGS loss is not finite at any point it tried (loss="
+                f"{result.fun!r}, {result.nit} iteration(s)); the parameters "
+                "were restored to the last iterate it accepted (finite, the "
+                "initial ones if none). The inputs are probably far too large: "
+                "scale them (e.g. with sklearn.preprocessing.StandardScaler); a "
+                "larger alpha keeps the weights smaller too."
             )
         if result.status in (0, 99):  # converged, or stopped by our callback
             return Outcome(True, loss=float(result.fun))

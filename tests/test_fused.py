@@ -291,6 +291,7 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
         calls = []
         main = threading.main_thread()
         worker_started = threading.Event()
+        worker_raised = threading.Event()
 
         def failing_kernel(self, params, state, lr):
             kernel, buffers = kernel_of(self, params, state, lr)
@@ -300,9 +301,15 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
                 is_main = threading.current_thread() is main
                 if is_main:  # let the worker take chunks too, however slow
                     worker_started.wait(timeout=10)
+                    if where == "worker":
+                        # (and reach its interrupt: the calling thread holds
+                        # the GIL between chunks and could take them all)
+                        worker_raised.wait(timeout=10)
                 else:
                     worker_started.set()
                 if len(calls) > 4 and is_main == (where == "calling thread"):
+                    if not is_main:
+                        worker_raised.set()
                     raise _Interrupt
                 kernel(*args)
 
