@@ -378,3 +378,39 @@ def test_scipys_blas_runs_single_threaded_during_lbfgs(reg_data):
         assert blas_threads() == before
     for threads in seen:
         assert all(threads[path] == (2 if "numpy" in path else 1) for path in threads)
+
+
+def test_callbacks_see_one_subtask_per_iteration(digits):
+    callback = pytest.importorskip("sklearn.callback")  # scikit-learn >= 1.9
+    del callback
+
+    class Iterations:
+        def __init__(self):
+            self.names, self.coefs = [], []
+
+        def setup(self, estimator, context):
+            pass
+
+        def teardown(self, estimator, context):
+            pass
+
+        def on_fit_task_begin(self, estimator, context, *, X=None, y=None):
+            pass
+
+        def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+            self.names.append(context.task_name)
+            if context.task_name == "iteration":
+                self.coefs.append([W.copy() for W in fitted_estimator.coefs_])
+            return len(self.coefs) >= 4  # and a callback can stop the run
+
+    X, y = digits
+    monitor = Iterations()
+    clf = BackpropClassifier(hidden_layer_sizes=(10,), optimizer="lbfgs",
+                             max_iter=50, random_state=0).set_callbacks(monitor)
+    clf.fit(X, y)  # stopped by the callback: no ConvergenceWarning
+    assert clf.n_iter_ == 4 == len(clf.loss_curve_) == len(monitor.coefs)
+    assert monitor.names.count("iteration") == 4
+    # each subtask saw that iteration's parameters; the fit ends on the last
+    for a, b in zip(monitor.coefs[-1], clf.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(monitor.coefs[0][0], monitor.coefs[1][0])
