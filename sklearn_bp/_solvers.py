@@ -314,10 +314,8 @@ class LBFGSSolver:
 
     def _objective(self, X, Y, sample_weight, hooks):
         """The loss and gradient at a float64 vector, for scipy."""
-        grads = None
 
         def objective(x):
-            nonlocal grads
             hooks.begin_iteration()
             unpack(x, self.params)
             with np.errstate(over="ignore", invalid="ignore"):
@@ -363,9 +361,7 @@ class LBFGSSolver:
         )
 
     def roll_back(self):
-        """Go back to the last accepted iterate (finite by construction)."""
+        """Go back to the last accepted iterate (finite parameters: the initial
+        ones, or a point where the loss was finite)."""
         if self._iterate is not None:
             unpack(self._iterate, self.params)
-
-    def close(self):
-        """Nothing to release (symmetry with the stochastic solver)."""
