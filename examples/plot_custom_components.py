@@ -20,7 +20,6 @@ finite-difference check is the cheap way to know.
 # --------------
 # Hyper-parameters are keyword-only constructor arguments stored under their
 # own names: ``beta`` becomes the nested parameter ``activation__beta``.
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy.special import expit
 
@@ -37,8 +36,8 @@ class Swish(Activation):
         return Z * expit(float(self.beta) * Z)
 
     def derivative(self, Z, A):
-        # f'(z) = s + beta * z * s * (1 - s) with s = sigmoid(beta * z). A = z * s
-        # cannot give s back where z == 0, so recompute s from Z.
+        # f'(z) = s + beta * z * s * (1 - s) with s = sigmoid(beta * z).
+        # A = z * s cannot give s back where z == 0, so recompute s from Z.
         beta = float(self.beta)
         s = expit(beta * Z)
         return s + beta * Z * s * (1 - s)
@@ -64,7 +63,9 @@ class LogCosh(Loss):
     def loss(self, y, raw, sample_weight=None):
         r = np.abs(raw - y)
         # log(cosh(r)) = r + log(1 + exp(-2 r)) - log(2), finite for any r
-        per_sample = np.mean(r + np.log1p(np.exp(-2 * r)) - np.log(2), axis=1)
+        per_sample = np.mean(
+            r + np.log1p(np.exp(-2 * r)) - np.log(2), axis=1
+        )
         return float(np.average(per_sample, weights=sample_weight))
 
     def gradient(self, y, raw):
@@ -76,6 +77,8 @@ class LogCosh(Loss):
 # ---------------------------------
 # Central differences ``(f(z + h) - f(z - h)) / 2h`` have an error of order
 # ``h**2``; with ``h = 1e-6`` in float64 the agreement should be around 1e-9.
+import matplotlib.pyplot as plt
+
 swish = Swish(beta=1.5)
 z = np.linspace(-4, 4, 81).reshape(-1, 1)
 h = 1e-6

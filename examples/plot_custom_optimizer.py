@@ -31,7 +31,9 @@ class Adagrad(Optimizer):
     """Adagrad: steps scaled by the root of the summed squared gradients."""
 
     # Checked when an estimator is fitted, in scikit-learn's format.
-    _parameter_constraints = {"epsilon": [Interval(Real, 0, None, closed="neither")]}
+    _parameter_constraints = {
+        "epsilon": [Interval(Real, 0, None, closed="neither")]
+    }
 
     def __init__(self, *, epsilon=1e-10):
         self.epsilon = epsilon
