@@ -206,6 +206,32 @@ def _plain_foreign_roles(app, what, name, obj, options, lines):
         )
 
 
+# -- base classes ---------------------------------------------------------------------
+# Activation, Loss, Optimizer and LBFGS derive from sklearn_bp._spec.Spec, a
+# private helper; "Bases: Spec" would name something a user cannot import. A
+# private base of ours is replaced by its own (public) bases.
+
+
+def _is_private_base(cls):
+    module = getattr(cls, "__module__", "") or ""
+    return module.split(".")[0] == "sklearn_bp" and any(
+        part.startswith("_") for part in module.split(".")
+    )
+
+
+def _public_bases(app, name, obj, options, bases):
+    public = []
+    pending = list(bases)
+    while pending:
+        base = pending.pop(0)
+        if _is_private_base(base):
+            pending[:0] = list(base.__bases__)
+        elif base not in public:
+            public.append(base)
+    bases[:] = public
+
+
 def setup(app):
     app.connect("builder-inited", _write_changelog)
+    app.connect("autodoc-process-bases", _public_bases)
     app.connect("autodoc-process-docstring", _plain_foreign_roles)
