@@ -15,7 +15,10 @@ with smooth curves.
 # The activations
 # ---------------
 # Each one is an :class:`~sklearn_bp.activations.Activation` object with a
-# ``forward`` method, available by name.
+# ``forward`` method, available by name. One panel each: ``relu``,
+# ``leaky_relu`` and ``elu`` all equal the identity for ``z > 0`` and would hide
+# one another on a shared plot; the dotted grey line is the identity, for
+# reference.
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -23,12 +26,23 @@ from sklearn_bp.activations import ACTIVATIONS, get_activation
 
 names = ["identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "softplus"]
 z = np.linspace(-3, 3, 200).reshape(-1, 1)
-fig, ax = plt.subplots(figsize=(6, 4))
-for name in names:
-    ax.plot(z, get_activation(name).forward(z), label=name)
-ax.set(xlabel="z", ylabel="f(z)", ylim=(-1.5, 3), title="Built-in activations")
-ax.axhline(0, color="grey", lw=0.5)
-ax.legend()
+fig, axes = plt.subplots(2, 4, figsize=(10, 5), sharex=True, sharey=True)
+for i, (ax, name) in enumerate(zip(axes.ravel(), names, strict=False)):
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    if name != "identity":
+        ax.plot(z, z, ":", color="grey", lw=1)
+    ax.plot(z, get_activation(name).forward(z), color=f"C{i}", lw=2)
+    ax.set(title=name, ylim=(-1.5, 3))
+for ax in axes[-1]:
+    ax.set(xlabel="z")
+for ax in axes[:, 0]:
+    ax.set(ylabel="f(z)")
+axes.ravel()[-1].set_visible(False)
+axes[0, -1].xaxis.set_tick_params(labelbottom=True)  # above the hidden panel
+axes[0, -1].set(xlabel="z")
+fig.suptitle("Built-in activations")
+fig.tight_layout()
 print(sorted(ACTIVATIONS))
 
 # %%
@@ -39,6 +53,7 @@ print(sorted(ACTIVATIONS))
 # ``tol=0`` and ``n_iter_no_change=500`` turn the stopping rule off (hence the
 # silenced ``ConvergenceWarning``), because the logistic and softplus networks
 # learn slowly at first and the default rule would stop them on that plateau.
+# sphinx_gallery_thumbnail_number = 2
 import warnings
 
 from sklearn.datasets import make_moons
