@@ -53,7 +53,6 @@ print(sorted(ACTIVATIONS))
 # ``tol=0`` and ``n_iter_no_change=500`` turn the stopping rule off (hence the
 # silenced ``ConvergenceWarning``), because the logistic and softplus networks
 # learn slowly at first and the default rule would stop them on that plateau.
-# sphinx_gallery_thumbnail_number = 2
 import warnings
 
 from sklearn.datasets import make_moons
@@ -90,3 +89,4 @@ for ax, name in zip(axes.ravel(), names, strict=False):
 axes.ravel()[-1].set_visible(False)
 fig.tight_layout()
 plt.show()
+# sphinx_gallery_thumbnail_number = 2
