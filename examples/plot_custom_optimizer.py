@@ -93,8 +93,15 @@ for optimizer, lr in [(adagrad, 0.01), (Adam(), 0.001)]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs on purpose
         clf.fit(X, y)
-    ax.plot(clf.loss_curve_, label=f"{type(optimizer).__name__} (lr={lr})")
-ax.set(xlabel="epoch", ylabel="mean training loss", yscale="log")
+    epochs = np.arange(1, len(clf.loss_curve_) + 1)
+    name = type(optimizer).__name__
+    ax.plot(epochs, clf.loss_curve_, label=f"{name} (lr={lr})")
+ax.set(
+    xlabel="epoch",
+    ylabel="mean training loss",
+    yscale="log",
+    title="Custom Adagrad against the built-in Adam on digits",
+)
 ax.legend()
 print(adagrad)  # unchanged by fitting: the state lived on the estimator
 plt.show()
