@@ -41,7 +41,10 @@ pipe = Pipeline(
         ),
     ]
 )
-print(sorted(k for k in pipe.get_params() if k.startswith("net__optimizer")))
+# The optimizer's nested parameters, one per line:
+for key in sorted(pipe.get_params()):
+    if key.startswith("net__optimizer"):
+        print(key)
 
 # %%
 # One sub-grid per optimizer: a nested parameter can only be set on an
@@ -65,7 +68,9 @@ with warnings.catch_warnings():
     # 20 epochs keep the example fast; the networks have not fully converged.
     warnings.simplefilter("ignore", ConvergenceWarning)
     search.fit(X_train, y_train)
-print("best:", search.best_params_)
+print("best parameters:")
+for key, value in search.best_params_.items():
+    print(f"  {key} = {value!r}")
 print(f"cross-validated accuracy {search.best_score_:.3f}, "
       f"test accuracy {search.score(X_test, y_test):.3f}")
 
