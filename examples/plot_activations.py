@@ -43,7 +43,7 @@ axes[0, -1].xaxis.set_tick_params(labelbottom=True)  # above the hidden panel
 axes[0, -1].set(xlabel="z")
 fig.suptitle("Built-in activations")
 fig.tight_layout()
-print(sorted(ACTIVATIONS))
+print(", ".join(sorted(ACTIVATIONS)))
 
 # %%
 # The same network with each activation
