@@ -107,6 +107,9 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"sklearn_bp {release}"
 html_theme_options = {
     "navbar_align": "left",
+    # Short toctree titles (index.rst) keep the navbar on one row; every page
+    # but the changelog is a navbar link, the changelog is under "More".
+    "header_links_before_dropdown": 8,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
     "footer_start": ["copyright"],
@@ -235,7 +238,28 @@ def _public_bases(app, name, obj, options, bases):
     bases[:] = public
 
 
+# -- section navigation ------------------------------------------------------------
+# The left sidebar lists the pages of the current top-level section (the user
+# guide's chapters, the examples, the API pages). A top-level page without
+# sub-pages (Getting started, FAQ, Performance...) would show an empty "Section
+# Navigation" box: those pages get no left sidebar, and the text takes its room.
+
+
+def _no_empty_section_nav(app, pagename, templatename, context, doctree):
+    includes = app.env.toctree_includes
+    parents = {}
+    for parent, children in includes.items():
+        for child in children:
+            parents.setdefault(child, parent)
+    section = pagename
+    while parents.get(section) not in (None, app.config.root_doc):
+        section = parents[section]
+    if section in parents and not includes.get(section):
+        context["sidebars"] = []
+
+
 def setup(app):
+    app.connect("html-page-context", _no_empty_section_nav)
     app.connect("builder-inited", _write_changelog)
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("autodoc-process-docstring", _plain_foreign_roles)
