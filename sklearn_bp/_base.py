@@ -298,11 +298,12 @@ class BaseBackprop(
         rng = check_random_state(self.random_state)
         self._prepare_parameters(X.shape[1], Y.shape[1], first_call, rng, X.dtype)
         history = self._history(first_call, incremental)
-        monitor = self._monitor_for(incremental)
-        plan = self._plan(rng, incremental)
+        solver = self._solver(rng, incremental)
+        monitor = self._monitor_for(solver, incremental)
+        plan = self._plan(solver, rng, incremental)
         listeners = Listeners(self, plan.max_iter, task_name=plan.unit)
         try:
-            train(plan, self._solver(rng, incremental), self.coefs_ + self.intercepts_,
+            train(plan, solver, self.coefs_ + self.intercepts_,
                   (X, Y, sample_weight, y, stratify), monitor=monitor,
                   history=history, listeners=listeners)
         finally:
@@ -347,22 +348,20 @@ class BaseBackprop(
                if self.early_stopping and not incremental else {}),
         )
 
-    def _monitor_for(self, incremental):
+    def _monitor_for(self, solver, incremental):
         """The stopping rule and schedule. partial_fit calls share one; a warm
         start keeps the best values and the count of iterations without
         improvement, with the learning rate starting afresh (MLP)."""
         previous = getattr(self, "_monitor", None)
         if incremental and previous is not None:
             return previous
-        lbfgs = isinstance(self._optimizer, LBFGS)
         monitor = Monitor(
             tol=self.tol,
-            # L-BFGS stops on scipy's tests only, unless early stopping is on
-            n_iter_no_change=np.inf
-            if lbfgs and not self.early_stopping
-            else self.n_iter_no_change,
+            n_iter_no_change=self.n_iter_no_change
+            if solver.stepwise or self.early_stopping
+            else np.inf,
             early_stopping=self.early_stopping,
-            schedule="constant" if lbfgs else self.learning_rate,
+            schedule=self.learning_rate if solver.stepwise else "constant",
             learning_rate_init=self.learning_rate_init,
             power_t=self.power_t,
         )
@@ -370,14 +369,14 @@ class BaseBackprop(
             monitor.carry_over(previous)
         return monitor
 
-    def _plan(self, rng, incremental):
+    def _plan(self, solver, rng, incremental):
         return Plan(
             loss=self._loss, activation=self._activation, score=self._score_raw,
             max_iter=1 if incremental else self.max_iter,
             early_stopping=self.early_stopping,
             validation_fraction=self.validation_fraction, rng=rng,
             verbose=bool(self.verbose), incremental=incremental,
-            unit="iteration" if isinstance(self._optimizer, LBFGS) else "epoch",
+            unit=solver.unit,
         )
 
     def _solver(self, rng, incremental):

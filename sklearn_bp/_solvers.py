@@ -65,8 +65,11 @@ class StochasticSolver:
         Source of the shuffling order.
     """
 
-    #: the training loss's stopping rule applies (MLP's stochastic solvers)
-    stops_on_training_loss = True
+    #: what an iteration is called in messages and callbacks
+    unit = "epoch"
+    #: the learning-rate schedule and the training-loss stopping rule apply
+    #: (MLP's stochastic solvers)
+    stepwise = True
 
     def __init__(self, coefs, intercepts, *, activation, loss, optimizer,
                  optimizer_state, alpha, batch_size, shuffle, rng):
@@ -258,8 +261,10 @@ class LBFGSSolver:
         Buffers from a previous fit to reuse, if they fit.
     """
 
-    #: only scipy's own tests end the run, as with MLP's solver="lbfgs"
-    stops_on_training_loss = False
+    unit = "iteration"
+    #: no learning rate, and only scipy's own tests end the run (unless early
+    #: stopping is on), as with MLP's solver="lbfgs"
+    stepwise = False
 
     def __init__(self, coefs, intercepts, *, activation, loss, spec, alpha, max_fun,
                  tol, workspace=None):
