@@ -103,6 +103,17 @@ def score(est, X, y, task):
     )
 
 
+def fitted_fields(w, X, y, fit_ours, fit_theirs):
+    """The row's columns read off both fitted models: scores and dtypes."""
+    return {
+        "score_name": "accuracy" if w.task == "classification" else "r2",
+        "score_ours": score(fit_ours, X, y, w.task),
+        "score_mlp": score(fit_theirs, X, y, w.task),
+        "coefs_dtype_ours": str(fit_ours.coefs_[0].dtype),
+        "coefs_dtype_mlp": str(fit_theirs.coefs_[0].dtype),
+    }
+
+
 def run_row(w, dtype_name, X, y, args):
     if w.solver == "lbfgs":
         return run_lbfgs_row(w, dtype_name, X, y, args)
@@ -127,11 +138,7 @@ def run_row(w, dtype_name, X, y, args):
         "s_per_epoch_ours": s_ours,
         "s_per_epoch_mlp": s_mlp,
         "ratio": s_ours / s_mlp,
-        "score_name": "accuracy" if w.task == "classification" else "r2",
-        "score_ours": score(fit_ours, X, y, w.task),
-        "score_mlp": score(fit_theirs, X, y, w.task),
-        "coefs_dtype_ours": str(fit_ours.coefs_[0].dtype),
-        "coefs_dtype_mlp": str(fit_theirs.coefs_[0].dtype),
+        **fitted_fields(w, X, y, fit_ours, fit_theirs),
     }
     add_peak_memory(row, w, X, y, args)
     n_outputs = len(np.unique(y)) if w.task == "classification" else 1
@@ -208,11 +215,7 @@ def run_lbfgs_row(w, dtype_name, X, y, args):
         "loss_ours": loss_ours,
         "loss_mlp": loss_mlp,
         "loss_rel_diff": abs(loss_ours - loss_mlp) / max(abs(loss_mlp), 1e-300),
-        "score_name": "accuracy" if w.task == "classification" else "r2",
-        "score_ours": score(fit_ours, X, y, w.task),
-        "score_mlp": score(fit_theirs, X, y, w.task),
-        "coefs_dtype_ours": str(fit_ours.coefs_[0].dtype),
-        "coefs_dtype_mlp": str(fit_theirs.coefs_[0].dtype),
+        **fitted_fields(w, X, y, fit_ours, fit_theirs),
     }
     add_peak_memory(row, w, X, y, args)
     return row
