@@ -168,10 +168,10 @@ def fusable(coefs, intercepts, optimizer, X):
     Built-in optimizer (a subclass may redefine ``step``), dense input,
     C-contiguous parameters, and enough weights to gain from it.
     """
-    from .optimizers import SGD, Adam, RMSprop
+    from .optimizers import BUILTIN_OPTIMIZERS
 
     return (
-        type(optimizer) in (SGD, Adam, RMSprop)
+        type(optimizer) in BUILTIN_OPTIMIZERS
         and isinstance(X, np.ndarray)
         and all(p.flags.c_contiguous for p in coefs + intercepts)
         and sum(W.size for W in coefs) >= _MIN_WEIGHTS

@@ -16,7 +16,7 @@ import numpy as np
 from ._flat import flat_base, packed_copy
 from ._fused import FusedStep, fusable, single_threaded_blas, thread_budget
 from ._network import Workspace, loss_and_gradients, needs_pre_activations
-from .optimizers import SGD, Adam, RMSprop
+from .optimizers import BUILTIN_OPTIMIZERS
 
 
 class DivergenceError(ValueError):
@@ -128,7 +128,7 @@ class Step:
         self._grads_flat = None  # found on the first generic step
         # the built-in optimizers (not subclasses: they may redefine step)
         # fuse the backup and the check into their update
-        self._builtin = type(optimizer) in (SGD, Adam, RMSprop)
+        self._builtin = type(optimizer) in BUILTIN_OPTIMIZERS
         self._fused = None  # made by prepare() when the data qualify
 
     def prepare(self, X):

@@ -597,6 +597,11 @@ class LBFGS(Spec):
         self.max_linesearch = max_linesearch
 
 
+# The optimizers whose update kernels (``_step``, ``_kernel``) the training step
+# and the fused step call directly; a subclass may redefine ``step``, so the
+# check is on the exact type.
+BUILTIN_OPTIMIZERS = (SGD, Adam, RMSprop)
+
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
 
 #: Full-batch solvers, accepted by the ``optimizer`` parameter too.
