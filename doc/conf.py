@@ -193,6 +193,18 @@ def _write_changelog(app):
         target.write_text(text, encoding="utf-8")
 
 
+# -- performance numbers -------------------------------------------------------------
+# The performance page's chart and table and the landing page's numbers are made
+# from one benchmark run (doc/sphinxext/bench_results.py says which), so that
+# they cannot disagree with each other or with the run.
+
+
+def _write_benchmark_results(app):
+    import bench_results
+
+    bench_results.write_all()
+
+
 # -- docstrings inherited from scikit-learn ------------------------------------------
 # The estimator pages list the methods scikit-learn's base classes provide
 # (score, set_output, the metadata-routing requests...). Their docstrings use
@@ -261,5 +273,6 @@ def _no_empty_section_nav(app, pagename, templatename, context, doctree):
 def setup(app):
     app.connect("html-page-context", _no_empty_section_nav)
     app.connect("builder-inited", _write_changelog)
+    app.connect("builder-inited", _write_benchmark_results)
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("autodoc-process-docstring", _plain_foreign_roles)
