@@ -23,6 +23,7 @@ __all__ = [
     "Optimizer",
     "SGD",
     "Adam",
+    "AdamW",
     "RMSprop",
     "LBFGS",
     "OPTIMIZERS",
@@ -40,7 +41,7 @@ class Optimizer(Spec):
 
     See Also
     --------
-    SGD, Adam, RMSprop : The built-in optimizers.
+    SGD, Adam, AdamW, RMSprop : The built-in optimizers.
 
     Examples
     --------
@@ -222,15 +223,34 @@ def _like(scratch, a):
     return np.empty_like(a)  # a non-contiguous parameter is updated whole
 
 
+def _add_weight_decay(g, p, weight_decay, scratch):
+    """``g += weight_decay * p`` in place: torch's coupled weight decay.
+
+    ``scratch`` (shaped like ``p``) takes the product; the ``_step`` methods
+    always pass one when ``weight_decay`` is not 0.
+    """
+    g += np.multiply(p, weight_decay, out=scratch)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum and optional Nesterov momentum.
 
     The update equals ``torch.optim.SGD(lr, momentum=momentum, dampening=0,
-    nesterov=nesterov, weight_decay=0)``: the first step fills the momentum
-    buffer with the gradient, later ones compute ``buf = momentum * buf + g``;
-    the step is ``lr * buf`` (or ``lr * (g + momentum * buf)`` with Nesterov).
+    nesterov=nesterov, weight_decay=weight_decay)`` with one parameter group:
+    the gradient first becomes ``g = g + weight_decay * p`` (when
+    ``weight_decay`` is not 0), the first step fills the momentum buffer with
+    it, later ones compute ``buf = momentum * buf + g``; the step is
+    ``lr * buf`` (or ``lr * (g + momentum * buf)`` with Nesterov).
     :class:`~sklearn.neural_network.MLPClassifier` instead folds the learning
     rate into its velocity, which drifts when the learning rate changes.
+
+    ``weight_decay`` is not the estimator's ``alpha``. ``alpha`` is MLP's L2
+    term inside the loss, ``alpha / (2 * sum of the batch's sample weights) *
+    sum ||W||**2``: on the weights only, and scaled by the batch's sample
+    weights. ``weight_decay`` acts in the optimizer, on every parameter
+    (weights and biases, as torch with one parameter group), whatever the
+    sample weights. The two combine: the ``alpha`` term's gradient is part of
+    the gradient the optimizer receives.
 
     Parameters
     ----------
@@ -238,6 +258,9 @@ class SGD(Optimizer):
         Momentum factor, in [0, 1). 0 gives plain SGD.
     nesterov : bool, default=True
         Whether to use Nesterov momentum (needs ``momentum > 0``).
+    weight_decay : float, default=0.0
+        Coupled weight decay (an L2 penalty ``weight_decay / 2 * ||p||**2``
+        on every parameter, added to the gradient), non-negative.
 
     See Also
     --------
@@ -256,11 +279,13 @@ class SGD(Optimizer):
     _parameter_constraints = {
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "nesterov": ["boolean"],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, *, momentum=0.9, nesterov=True):
+    def __init__(self, *, momentum=0.9, nesterov=True, weight_decay=0.0):
         self.momentum = momentum
         self.nesterov = nesterov
+        self.weight_decay = weight_decay
 
     def _validate_params(self):
         super()._validate_params()
@@ -278,21 +303,26 @@ class SGD(Optimizer):
 
     def _step(self, params, grads, state, lr, backup=None):
         kernel, buffers = self._kernel(params, state, lr)
-        return _run(kernel, [params, grads, *buffers], backup)
+        return _run(
+            kernel, [params, grads, *buffers], backup, scratch=self.weight_decay != 0
+        )
 
     def _kernel(self, params, state, lr):
         """The step as a block kernel ``kernel(p, g, *buffers, scratch)``.
 
         Returns the kernel and the state lists whose matching blocks it takes.
-        ``g`` may be overwritten; ``scratch`` (same shape) is not needed.
-        Counts one step: call once per step, then apply the kernel to every
-        block of the parameters.
+        ``g`` may be overwritten; ``scratch`` (same shape) is needed only with
+        ``weight_decay``. Counts one step: call once per step, then apply the
+        kernel to every block of the parameters.
         """
         lr = float(lr)
         momentum = float(self.momentum)
+        weight_decay = float(self.weight_decay)
         if momentum == 0:
 
             def plain(p_, g_, scratch=None):
+                if weight_decay:
+                    _add_weight_decay(g_, p_, weight_decay, scratch)
                 g_ *= lr
                 p_ -= g_
 
@@ -304,6 +334,8 @@ class SGD(Optimizer):
         nesterov = self.nesterov
 
         def kernel(p_, g_, b_, scratch=None):
+            if weight_decay:
+                _add_weight_decay(g_, p_, weight_decay, scratch)
             if first:
                 np.copyto(b_, g_)
             else:
@@ -326,8 +358,10 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015).
 
     The update equals ``torch.optim.Adam(lr, betas=(beta_1, beta_2),
-    eps=epsilon, weight_decay=0, amsgrad=False)``::
+    eps=epsilon, weight_decay=weight_decay, amsgrad=False)`` with one
+    parameter group::
 
+        g = g + weight_decay * p                   (when weight_decay is not 0)
         m = beta_1 * m + (1 - beta_1) * g
         v = beta_2 * v + (1 - beta_2) * g**2
         p -= lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
@@ -335,6 +369,17 @@ class Adam(Optimizer):
     :class:`~sklearn.neural_network.MLPClassifier` adds ``epsilon`` to
     ``sqrt(v)`` before the bias correction instead, which makes it a little
     larger; with the default ``epsilon`` the two differ only while ``v`` is tiny.
+
+    This ``weight_decay`` is coupled: it goes through the moment estimates,
+    so parameters with large past gradients are decayed less.
+    :class:`AdamW` decouples it, which is usually what is wanted.
+    ``weight_decay`` is not the estimator's ``alpha``. ``alpha`` is MLP's L2
+    term inside the loss, ``alpha / (2 * sum of the batch's sample weights) *
+    sum ||W||**2``: on the weights only, and scaled by the batch's sample
+    weights. ``weight_decay`` acts in the optimizer, on every parameter
+    (weights and biases, as torch with one parameter group), whatever the
+    sample weights. The two combine: the ``alpha`` term's gradient is part of
+    the gradient the optimizer receives.
 
     Parameters
     ----------
@@ -344,9 +389,13 @@ class Adam(Optimizer):
         Decay of the second-moment estimate, in [0, 1).
     epsilon : float, default=1e-8
         Added to the denominator for numerical stability.
+    weight_decay : float, default=0.0
+        Coupled weight decay (``weight_decay * p`` added to the gradient of
+        every parameter), non-negative.
 
     See Also
     --------
+    AdamW : Adam with decoupled weight decay.
     RMSprop : The same denominator without the first moment and bias
         correction.
     SGD : Stochastic gradient descent with momentum.
@@ -367,12 +416,16 @@ class Adam(Optimizer):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
     }
+    # AdamW sets it: weight decay applied to the parameters, not the gradient
+    _decoupled = False
 
-    def __init__(self, *, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+    def __init__(self, *, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.weight_decay = weight_decay
 
     def init_state(self, params):
         return {
@@ -389,18 +442,24 @@ class Adam(Optimizer):
         # Large parameters: g**2 and the denominator go to a block-sized
         # scratch buffer that stays in cache, so that the gradient is only
         # read, not written back to memory; small ones use g's own buffer
-        # (one array fewer in cache).
+        # (one array fewer in cache). Coupled weight decay needs the scratch.
         large = sum(p.size for p in params) > 2 * _BLOCK
-        return _run(kernel, [params, grads, *buffers], backup, scratch=large)
+        coupled = self.weight_decay != 0 and not self._decoupled
+        return _run(kernel, [params, grads, *buffers], backup, scratch=large or coupled)
 
     def _kernel(self, params, state, lr):
         """The step as a block kernel ``kernel(p, g, m, v, scratch=None)``.
 
         See :meth:`SGD._kernel`; ``scratch`` is a block-sized buffer shaped
-        like ``g`` (``None``: ``g``'s own buffer is used).
+        like ``g`` (``None``: ``g``'s own buffer is used; coupled weight decay
+        needs it).
         """
         beta_1, beta_2 = float(self.beta_1), float(self.beta_2)
         eps = float(self.epsilon)
+        weight_decay = float(self.weight_decay)
+        # torch.optim.AdamW: p *= 1 - lr * weight_decay, before the moments
+        decay = 1.0 - float(lr) * weight_decay if self._decoupled else 1.0
+        coupled = 0.0 if self._decoupled else weight_decay
         state["step"] += 1
         t = state["step"]
         step_size = float(lr) / (1.0 - beta_1**t)
@@ -411,6 +470,10 @@ class Adam(Optimizer):
         scaled_step = step_size * bias_correction2_sqrt
 
         def kernel(p_, g_, m_, v_, scratch=None):
+            if decay != 1.0:
+                p_ *= decay
+            if coupled:
+                _add_weight_decay(g_, p_, coupled, scratch)
             # beta_1 * m + (1 - beta_1) * g
             #   == (1 - beta_1) * (m * beta_1 / (1 - beta_1) + g):
             # in m's buffer, with no temporary (g is still needed)
@@ -431,17 +494,93 @@ class Adam(Optimizer):
         return kernel, [state["exp_avg"], state["exp_avg_sq"]]
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
+
+    The update equals ``torch.optim.AdamW(lr, betas=(beta_1, beta_2),
+    eps=epsilon, weight_decay=weight_decay, amsgrad=False)`` with one
+    parameter group: every parameter first shrinks by the factor
+    ``1 - lr * weight_decay``, then takes :class:`Adam`'s step computed from
+    the gradient alone::
+
+        p *= 1 - lr * weight_decay
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g**2
+        p -= lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
+
+    ``lr`` is the step's learning rate, so a learning-rate schedule scales the
+    decay too, as in torch. Unlike ``Adam(weight_decay=...)``, the decay never
+    enters the moment estimates: every parameter shrinks by the same factor,
+    whatever its gradients' history. ``weight_decay=0`` is :class:`Adam`, bit
+    for bit.
+
+    ``weight_decay`` is not the estimator's ``alpha``. ``alpha`` is MLP's L2
+    term inside the loss, ``alpha / (2 * sum of the batch's sample weights) *
+    sum ||W||**2``: on the weights only, scaled by the batch's sample weights,
+    and normalised by Adam's denominator like the rest of the gradient.
+    ``weight_decay`` shrinks every parameter (weights and biases, as torch
+    with one parameter group), whatever the sample weights. The two combine:
+    the ``alpha`` term's gradient is part of the gradient Adam receives.
+
+    Parameters
+    ----------
+    beta_1 : float, default=0.9
+        Decay of the first-moment estimate, in [0, 1).
+    beta_2 : float, default=0.999
+        Decay of the second-moment estimate, in [0, 1).
+    epsilon : float, default=1e-8
+        Added to the denominator for numerical stability.
+    weight_decay : float, default=0.01
+        Decoupled weight decay, non-negative (torch's default, 0.01).
+
+    See Also
+    --------
+    Adam : Adam with coupled (L2-style) weight decay, off by default.
+    SGD : Stochastic gradient descent with momentum.
+
+    References
+    ----------
+    .. [1] Loshchilov, I. and Hutter, F. "Decoupled weight decay
+       regularization." ICLR 2019. https://arxiv.org/abs/1711.05101
+
+    Examples
+    --------
+    >>> from sklearn_bp import BackpropClassifier
+    >>> from sklearn_bp.optimizers import AdamW
+    >>> clf = BackpropClassifier(optimizer=AdamW(weight_decay=1e-3))
+    >>> clf.get_params()["optimizer__weight_decay"]
+    0.001
+    """
+
+    _decoupled = True
+
+    def __init__(self, *, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.01):
+        super().__init__(
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, weight_decay=weight_decay
+        )
+
+
 class RMSprop(Optimizer):
     """RMSprop (Hinton), optionally centered and with momentum.
 
     The update equals ``torch.optim.RMSprop(lr, alpha=rho, eps=epsilon,
-    momentum=momentum, centered=centered, weight_decay=0)``::
+    momentum=momentum, centered=centered, weight_decay=weight_decay)`` with one
+    parameter group::
 
+        g = g + weight_decay * p                 (when weight_decay is not 0)
         v = rho * v + (1 - rho) * g**2
         avg = sqrt(v - gbar**2) + epsilon   (centered; gbar = rho*gbar + (1-rho)*g)
         avg = sqrt(v) + epsilon             (otherwise)
         buf = momentum * buf + g / avg;  p -= lr * buf   (momentum > 0)
         p -= lr * g / avg                                (momentum == 0)
+
+    ``weight_decay`` is not the estimator's ``alpha``. ``alpha`` is MLP's L2
+    term inside the loss, ``alpha / (2 * sum of the batch's sample weights) *
+    sum ||W||**2``: on the weights only, and scaled by the batch's sample
+    weights. ``weight_decay`` acts in the optimizer, on every parameter
+    (weights and biases, as torch with one parameter group), whatever the
+    sample weights. The two combine: the ``alpha`` term's gradient is part of
+    the gradient the optimizer receives.
 
     Parameters
     ----------
@@ -454,6 +593,9 @@ class RMSprop(Optimizer):
     centered : bool, default=False
         Normalise by an estimate of the gradient's variance instead of its
         second moment.
+    weight_decay : float, default=0.0
+        Coupled weight decay (``weight_decay * p`` added to the gradient of
+        every parameter), non-negative.
 
     See Also
     --------
@@ -472,13 +614,17 @@ class RMSprop(Optimizer):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "centered": ["boolean"],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, *, rho=0.9, epsilon=1e-8, momentum=0.0, centered=False):
+    def __init__(
+        self, *, rho=0.9, epsilon=1e-8, momentum=0.0, centered=False, weight_decay=0.0
+    ):
         self.rho = rho
         self.epsilon = epsilon
         self.momentum = momentum
         self.centered = centered
+        self.weight_decay = weight_decay
 
     def init_state(self, params):
         state = {"step": 0, "square_avg": _zeros_like(params)}
@@ -503,6 +649,7 @@ class RMSprop(Optimizer):
         """
         rho, eps = float(self.rho), float(self.epsilon)
         momentum, lr = float(self.momentum), float(lr)
+        weight_decay = float(self.weight_decay)
         # ``centered`` or ``momentum`` may have been switched on since
         # init_state (set_params between partial_fit calls): the buffer the
         # option needs starts at zero, as init_state would have made it.
@@ -520,6 +667,8 @@ class RMSprop(Optimizer):
 
         def kernel(p_, g_, v_, *rest):
             *rest, s = rest
+            if weight_decay:
+                _add_weight_decay(g_, p_, weight_decay, s)
             np.multiply(g_, g_, out=s)
             s *= 1.0 - rho
             v_ *= rho
@@ -600,9 +749,9 @@ class LBFGS(Spec):
 # The optimizers whose update kernels (``_step``, ``_kernel``) the training step
 # and the fused step call directly; a subclass may redefine ``step``, so the
 # check is on the exact type.
-BUILTIN_OPTIMIZERS = (SGD, Adam, RMSprop)
+BUILTIN_OPTIMIZERS = (SGD, Adam, AdamW, RMSprop)
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 #: Full-batch solvers, accepted by the ``optimizer`` parameter too.
 SOLVERS = {"lbfgs": LBFGS}
@@ -614,7 +763,7 @@ def get_optimizer(optimizer):
     Parameters
     ----------
     optimizer : str, Optimizer or LBFGS
-        ``"sgd"``, ``"adam"``, ``"rmsprop"``, ``"lbfgs"``, an
+        ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"lbfgs"``, an
         :class:`Optimizer` or an :class:`LBFGS`.
 
     Returns

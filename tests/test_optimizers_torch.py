@@ -4,8 +4,9 @@ The network, its initial weights, the batch and the loss are the same on both
 sides (float64). At every step the gradients of our backward pass must equal
 torch autograd's, and after every step the parameters (and, when the learning
 rate changes between steps, the optimizer buffers) must equal torch's to
-``rtol=1e-7``. API.md promises equality with ``torch.optim`` with
-``weight_decay=0``; any drift that accumulates over the steps would show here.
+``rtol=1e-7``. API.md promises equality with ``torch.optim``, with and
+without ``weight_decay`` (coupled on SGD, Adam and RMSprop, decoupled on
+AdamW); any drift that accumulates over the steps would show here.
 """
 
 import warnings
@@ -19,12 +20,13 @@ from scipy import sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import gen_batches
+from threadpoolctl import threadpool_limits
 
-from sklearn_bp import BackpropClassifier, BackpropRegressor
+from sklearn_bp import BackpropClassifier, BackpropRegressor, _fused
 from sklearn_bp._network import init_params, loss_and_gradients
 from sklearn_bp.activations import get_activation
 from sklearn_bp.losses import get_loss
-from sklearn_bp.optimizers import SGD, Adam, RMSprop, get_optimizer
+from sklearn_bp.optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer
 
 N_STEPS = 25
 RTOL = 1e-7
@@ -92,6 +94,63 @@ OPTIMIZER_CASES = {
         dict(alpha=0.8, eps=1e-7, momentum=0.5, centered=True),
         0.005,
     ),
+    # weight decay: coupled (torch's ``weight_decay``) on SGD, Adam, RMSprop
+    "sgd-plain-wd": (
+        SGD(momentum=0.0, nesterov=False, weight_decay=0.2),
+        torch.optim.SGD,
+        dict(momentum=0.0, weight_decay=0.2),
+        0.1,
+    ),
+    "sgd-momentum-wd": (
+        SGD(momentum=0.9, nesterov=False, weight_decay=0.1),
+        torch.optim.SGD,
+        dict(momentum=0.9, dampening=0, nesterov=False, weight_decay=0.1),
+        0.05,
+    ),
+    "sgd-nesterov-wd": (
+        SGD(momentum=0.8, nesterov=True, weight_decay=0.1),
+        torch.optim.SGD,
+        dict(momentum=0.8, dampening=0, nesterov=True, weight_decay=0.1),
+        0.05,
+    ),
+    "adam-wd": (
+        Adam(beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.5),
+        torch.optim.Adam,
+        dict(betas=(0.8, 0.99), eps=1e-6, weight_decay=0.5),
+        0.01,
+    ),
+    "rmsprop-wd": (
+        RMSprop(rho=0.95, epsilon=1e-6, weight_decay=0.5),
+        torch.optim.RMSprop,
+        dict(alpha=0.95, eps=1e-6, weight_decay=0.5),
+        0.01,
+    ),
+    "rmsprop-centered-wd": (
+        RMSprop(centered=True, weight_decay=0.3),
+        torch.optim.RMSprop,
+        dict(alpha=0.9, eps=1e-8, centered=True, weight_decay=0.3),
+        0.01,
+    ),
+    "rmsprop-momentum-wd": (
+        RMSprop(momentum=0.7, weight_decay=0.3),
+        torch.optim.RMSprop,
+        dict(alpha=0.9, eps=1e-8, momentum=0.7, weight_decay=0.3),
+        0.005,
+    ),
+    "rmsprop-centered-momentum-wd": (
+        RMSprop(rho=0.8, epsilon=1e-7, momentum=0.5, centered=True, weight_decay=0.3),
+        torch.optim.RMSprop,
+        dict(alpha=0.8, eps=1e-7, momentum=0.5, centered=True, weight_decay=0.3),
+        0.005,
+    ),
+    # decoupled weight decay
+    "adamw": (
+        AdamW(beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=2.0),
+        torch.optim.AdamW,
+        dict(betas=(0.8, 0.99), eps=1e-6, weight_decay=2.0),
+        0.01,
+    ),
+    "adamw-by-name": ("adamw", torch.optim.AdamW, dict(), 0.01),
 }
 
 LAYER_UNITS = [5, 6, 4, 3]
@@ -205,6 +264,7 @@ def test_steps_equal_torch_optim(case):
 _BUFFERS = {
     SGD: {"momentum_buffer": "momentum_buffer"},
     Adam: {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+    AdamW: {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
     RMSprop: {
         "square_avg": "square_avg",
         "grad_avg": "grad_avg",
@@ -245,16 +305,54 @@ def test_changing_learning_rate_keeps_buffers_equal_to_torch(case):
 # -- the estimators' training loop against torch ------------------------------
 
 
+@pytest.fixture
+def generic_step(monkeypatch):
+    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", np.inf)
+
+
+@pytest.fixture
+def fused_step(monkeypatch):
+    """Make any network take the fused step (sklearn_bp._fused), split across
+    two threads however small; count the steps it took."""
+    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(_fused, "_MIN_SPLIT", 0)
+    monkeypatch.setattr(_fused, "_MIN_PART", 1)
+    calls = {"fused": 0, "fallback": 0}
+    run = _fused.FusedStep.run
+
+    def counting_run(self, *args):
+        result = run(self, *args)
+        calls["fused" if result is not None else "fallback"] += 1
+        return result
+
+    monkeypatch.setattr(_fused.FusedStep, "run", counting_run)
+    with threadpool_limits(limits=2, user_api="blas"):
+        yield calls
+
+
 @pytest.mark.parametrize(
-    ("batch_size", "fmt", "weighted"),
-    [(24, "dense", False), (10, "dense", False), (10, "csr", True)],
+    ("batch_size", "fmt", "weighted", "path"),
+    [
+        (24, "dense", False, "generic"),
+        (10, "dense", False, "generic"),
+        (10, "csr", True, "generic"),
+        (10, "dense", True, "fused"),
+    ],
 )
 @pytest.mark.parametrize("case", OPTIMIZER_CASES)
-def test_estimator_epochs_equal_torch_training(case, batch_size, fmt, weighted):
+def test_estimator_epochs_equal_torch_training(
+    case, batch_size, fmt, weighted, path, request
+):
     # BackpropRegressor (no shuffling) must do exactly what a torch loop does:
     # the same batches in order, MLP's L2 term per batch (scaled by the batch's
-    # sum of sample weights), one optimizer step each.
+    # sum of sample weights), one optimizer step each; by the generic step
+    # and by the fused one (which calls the optimizers' block kernels on
+    # chunks of the parameters, from two threads).
     spec, torch_cls, torch_kwargs, lr = OPTIMIZER_CASES[case]
+    if path == "generic":
+        request.getfixturevalue("generic_step")
+    else:
+        fused_calls = request.getfixturevalue("fused_step")
     rng = np.random.RandomState(0)
     X = rng.normal(size=(24, 3))
     y = np.column_stack([np.sin(X[:, 0]) + X[:, 1], X[:, 2] ** 2])
@@ -302,6 +400,8 @@ def test_estimator_epochs_equal_torch_training(case, batch_size, fmt, weighted):
             value.backward()
             optimizer.step()
     assert reg.n_iter_ == n_epochs
+    if path == "fused":
+        assert fused_calls == {"fused": n_epochs * 3, "fallback": 0}
     for p, tp in zip(reg.coefs_ + reg.intercepts_, torch_params, strict=True):
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=RTOL, atol=0)
 
@@ -311,7 +411,8 @@ def test_estimator_epochs_equal_torch_training(case, batch_size, fmt, weighted):
 SPECS = {
     "sgd": SGD(momentum=0.5, nesterov=True),
     "adam": Adam(beta_1=0.8),
-    "rmsprop": RMSprop(momentum=0.3, centered=True),
+    "adamw": AdamW(weight_decay=0.1),
+    "rmsprop": RMSprop(momentum=0.3, centered=True, weight_decay=0.01),
 }
 
 
@@ -389,6 +490,10 @@ def test_optimizer_state_lives_on_the_estimator(Estimator):
         (RMSprop(centered=True, momentum=0.5), dict(centered=False, momentum=0.0)),
         (SGD(momentum=0.0, nesterov=False), dict(momentum=0.5)),
         (Adam(), dict(beta_1=0.5)),
+        (SGD(), dict(weight_decay=0.1)),
+        (Adam(), dict(weight_decay=0.1)),
+        (AdamW(), dict(weight_decay=0.0)),
+        (RMSprop(centered=True), dict(weight_decay=0.1)),
     ],
 )
 def test_optimizer_hyper_parameters_changed_between_partial_fits(spec, change):
@@ -430,3 +535,121 @@ def test_optimizer_hyper_parameters_changed_between_partial_fits(spec, change):
     )
     for p, q in zip(reg.coefs_ + reg.intercepts_, params, strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-12)
+
+
+# -- weight decay ----------------------------------------------------------------
+
+WEIGHT_DECAY_CASES = [
+    case for case in OPTIMIZER_CASES if "-wd" in case or "adamw" in case
+]
+
+
+@pytest.mark.parametrize("case", WEIGHT_DECAY_CASES)
+def test_weight_decay_cases_differ_from_no_decay(case):
+    # The torch comparison above could fail: over 25 steps each case's weight
+    # decay moves the parameters far more than its tolerance.
+    with_decay = _Pair(case)
+    without = _Pair(case)
+    without.optimizer.set_params(weight_decay=0.0)
+    for group in without.torch_optimizer.param_groups:
+        group["weight_decay"] = 0.0
+    for _ in range(N_STEPS):
+        with_decay.step(with_decay.lr)
+        without.step(without.lr)
+    gap = max(
+        np.max(np.abs(p - q) / np.abs(q))
+        for p, q in zip(with_decay.params, without.params, strict=True)
+    )
+    assert gap > 1e4 * RTOL
+
+
+def _fit_regressor(optimizer, **params):
+    X = np.random.RandomState(0).normal(size=(60, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.5
+    reg = BackpropRegressor(
+        hidden_layer_sizes=(8,), optimizer=optimizer, max_iter=20, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return reg.set_params(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("path", ["generic", "fused"])
+def test_adamw_without_weight_decay_is_adam_bit_for_bit(path, request):
+    request.getfixturevalue(f"{path}_step")
+    adam = _fit_regressor(Adam())
+    adamw = _fit_regressor(AdamW(weight_decay=0.0))
+    for a, b in zip(
+        adam.coefs_ + adam.intercepts_, adamw.coefs_ + adamw.intercepts_, strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # ... and the default AdamW decays
+    decayed = _fit_regressor(AdamW())
+    assert not np.array_equal(decayed.coefs_[0], adam.coefs_[0])
+
+
+@pytest.mark.parametrize("path", ["generic", "fused"])
+@pytest.mark.parametrize("Optimizer", [SGD, Adam, RMSprop])
+def test_zero_weight_decay_keeps_the_bits(Optimizer, path, request):
+    # weight_decay=0.0 spelled out is the default, and a weight decay set and
+    # then reset through set_params leaves no trace.
+    request.getfixturevalue(f"{path}_step")
+    default = _fit_regressor(Optimizer())
+    reset = _fit_regressor(Optimizer(weight_decay=0.1), optimizer__weight_decay=0.0)
+    for a, b in zip(
+        default.coefs_ + default.intercepts_,
+        reset.coefs_ + reset.intercepts_,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("Optimizer", [SGD, Adam, AdamW, RMSprop])
+def test_set_params_weight_decay_is_used_by_fit(Optimizer):
+    small = _fit_regressor(Optimizer(), optimizer__weight_decay=0.0)
+    large = _fit_regressor(Optimizer(), optimizer__weight_decay=0.5)
+    assert small.get_params()["optimizer__weight_decay"] == 0.0
+    assert large.get_params()["optimizer__weight_decay"] == 0.5
+    assert clone(large).optimizer.weight_decay == 0.5
+    # decay shrinks the weights
+    norm = lambda est: sum(np.sum(W**2) for W in est.coefs_)  # noqa: E731
+    assert norm(large) < norm(small)
+
+
+def test_grid_search_over_weight_decay():
+    from sklearn.model_selection import GridSearchCV
+
+    X = np.random.RandomState(0).normal(size=(60, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.5
+    spec = AdamW()
+    search = GridSearchCV(
+        BackpropRegressor(
+            hidden_layer_sizes=(8,),
+            optimizer=spec,
+            max_iter=20,
+            learning_rate_init=0.01,
+            random_state=0,
+        ),
+        {"optimizer__weight_decay": [0.0, 1e-2, 3.0]},
+        cv=2,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    assert list(search.cv_results_["param_optimizer__weight_decay"]) == [0.0, 1e-2, 3.0]
+    scores = search.cv_results_["mean_test_score"]
+    assert len(set(scores)) == 3  # each value trained a different model
+    assert (
+        search.best_estimator_.optimizer.weight_decay
+        == (search.best_params_["optimizer__weight_decay"])
+    )
+    assert spec.weight_decay == 0.01  # the user's spec is never touched
+
+
+@pytest.mark.parametrize("value", [-0.1, np.inf, np.nan, "0.1", None])
+@pytest.mark.parametrize("Optimizer", [SGD, Adam, AdamW, RMSprop])
+def test_bad_weight_decay_raises_naming_it(Optimizer, value):
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    reg = BackpropRegressor(optimizer=Optimizer(weight_decay=value), max_iter=2)
+    with pytest.raises(ValueError, match="weight_decay"):
+        reg.fit(X, X[:, 0])
