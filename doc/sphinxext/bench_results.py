@@ -91,15 +91,26 @@ def numbers(run):
     geomean = math.exp(sum(map(math.log, core)) / len(core))
     mem = [r for r in rows
            if r.get("peak_mib_ours") is not None and r.get("peak_mib_mlp")]
+    scored = [r for r in rows if r["workload"] in GEOMEAN_WORKLOADS
+              and r.get("score_ours") is not None and r.get("score_mlp") is not None]
+    score_diff = max(abs(r["score_ours"] - r["score_mlp"]) for r in scored)
+    machine = run.get("machine", {})
     return {
         "bench_geomean": f"{geomean:.2f}",
         "bench_geomean_pct": f"{round(100 * geomean)} %",
         "bench_min": f"{min(every):.2f}",
         "bench_max": f"{max(every):.2f}",
         "bench_rows": str(len(every)),
-        "bench_memory": ("less than or as much as MLP's on every row"
+        "bench_memory": ("at most MLP's on every row"
                          if all(r["peak_mib_ours"] <= r["peak_mib_mlp"] for r in mem)
                          else "more than MLP's on some rows"),
+        "bench_score_diff": f"{score_diff:.3f}",
+        "bench_machine": ", ".join(filter(None, [
+            machine.get("cpu"),
+            machine.get("n_cpus") and f"{machine['n_cpus']} cores",
+            machine.get("numpy") and f"numpy {machine['numpy']}",
+            machine.get("scikit-learn") and f"scikit-learn {machine['scikit-learn']}",
+        ])),
         "bench_source": run["source"],
     }
 
