@@ -281,10 +281,35 @@ class LogLoss(Loss):
     the per-sample value sums the labels' binary cross-entropies, as
     :class:`~sklearn.neural_network.MLPClassifier` does.
 
+    With ``label_smoothing=eps`` the loss and its gradient are computed
+    against smoothed targets instead of the 0/1 ones. For several exclusive
+    classes (softmax), each one-hot row becomes ``(1 - eps) * y + eps / K``
+    with ``K`` classes: the value equals
+    ``torch.nn.functional.cross_entropy(raw, labels, label_smoothing=eps)``.
+    With one logistic unit per output (binary targets, and each label of a
+    multilabel target) there is no other class to spread ``eps`` over, so
+    each 0/1 target moves toward 1/2: ``(1 - eps) * y + eps / 2`` (0 becomes
+    ``eps / 2``, 1 becomes ``1 - eps / 2``); the value equals
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` on those
+    targets (summed over the labels for multilabel). The losses an estimator
+    reports (``loss_``, ``loss_curve_``, ``validation_loss_curve_``) are then
+    the smoothed loss; predictions, probabilities and scores are unchanged
+    in meaning.
+
+    Parameters
+    ----------
+    label_smoothing : float, default=0.0
+        Amount of smoothing, in [0, 1). 0 trains against the 0/1 targets.
+
     See Also
     --------
     sklearn.metrics.log_loss : The same value for binary and multiclass
-        targets, computed from the predicted probabilities.
+        targets (without smoothing), computed from the predicted probabilities.
+
+    References
+    ----------
+    .. [1] Szegedy, C. et al. "Rethinking the Inception architecture for
+       computer vision." CVPR 2016, section 7. https://arxiv.org/abs/1512.00567
 
     Examples
     --------
@@ -292,11 +317,22 @@ class LogLoss(Loss):
     >>> from sklearn_bp.losses import LogLoss
     >>> LogLoss().loss(np.array([[1.0]]), np.array([[0.0]]))
     0.6931471805599453
+
+    Smoothing a binary target of 1 by 0.2 trains toward 0.9:
+
+    >>> LogLoss(label_smoothing=0.2).gradient(np.array([[1.0]]), np.array([[0.0]]))
+    array([[-0.4]])
     """
 
+    _parameter_constraints = {
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+    }
     out_activation_name = "logistic"
     # softmax or not: decided by _for_target, else by the number of outputs
     _softmax = None
+
+    def __init__(self, *, label_smoothing=0.0):
+        self.label_smoothing = label_smoothing
 
     def _for_target(self, target_type):
         fitted = copy.copy(self)
@@ -306,6 +342,20 @@ class LogLoss(Loss):
 
     def _use_softmax(self, raw):
         return raw.shape[1] > 1 if self._softmax is None else self._softmax
+
+    def _smoothed(self, y, raw):
+        """The targets the loss is computed against: ``y`` itself without smoothing.
+
+        Softmax: ``(1 - eps) * y + eps / K``; logistic units: each target toward
+        1/2, ``(1 - eps) * y + eps / 2``. A new array: ``y`` is the caller's.
+        """
+        eps = float(self.label_smoothing)
+        if eps == 0:
+            return y
+        n_classes = raw.shape[1] if self._use_softmax(raw) else 2
+        smoothed = np.multiply(y, 1.0 - eps, dtype=raw.dtype)
+        smoothed += eps / n_classes
+        return smoothed
 
     def link(self, raw):
         if self._use_softmax(raw):
@@ -326,14 +376,17 @@ class LogLoss(Loss):
         return _binary_cross_entropy(y, raw)
 
     def loss(self, y, raw, sample_weight=None):
+        y = self._smoothed(y, raw)
         return _weighted_mean(self._per_sample(y, raw), sample_weight)
 
     def gradient(self, y, raw):
         # Canonical link: the derivative of the link cancels against the
-        # loss's, leaving prediction minus target.
-        return self.link(raw) - y
+        # loss's, leaving prediction minus target (also for smoothed targets:
+        # a softmax row's targets still sum to 1).
+        return self.link(raw) - self._smoothed(y, raw)
 
     def _loss_and_delta(self, y, raw, sample_weight, weight_sum, out):
+        y = self._smoothed(y, raw)
         # ``out`` may alias ``raw``: read everything needed from raw first.
         if self._use_softmax(raw):
             # Same formulation as _log_softmax, in the delta buffer:

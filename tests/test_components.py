@@ -40,6 +40,7 @@ from sklearn_bp.optimizers import (
     OPTIMIZERS,
     SGD,
     Adam,
+    AdamW,
     Optimizer,
     RMSprop,
     get_optimizer,
@@ -59,7 +60,7 @@ _TORCH_ACTIVATIONS = {
     "softplus": F.softplus,  # torch's default beta=1
 }
 # Optimizers: id -> (spec, learning rate for the toy problem).
-_OPTIMIZER_LR = {"sgd": 0.05, "adam": 0.01, "rmsprop": 0.01}
+_OPTIMIZER_LR = {"sgd": 0.05, "adam": 0.01, "adamw": 0.01, "rmsprop": 0.01}
 
 TABLE = {
     "activation": {
@@ -74,6 +75,7 @@ TABLE = {
     "loss": {
         **{name: name for name in LOSSES},
         "Huber(delta=0.3)": Huber(delta=0.3),
+        "LogLoss(label_smoothing=0.1)": LogLoss(label_smoothing=0.1),
     },
     "optimizer": {
         **{name: (name, _OPTIMIZER_LR[name]) for name in OPTIMIZERS},
@@ -84,6 +86,13 @@ TABLE = {
             0.01,
         ),
         "RMSprop(centered, momentum)": (RMSprop(centered=True, momentum=0.5), 0.005),
+        "SGD(weight_decay)": (SGD(momentum=0.5, weight_decay=1e-3), 0.05),
+        "Adam(weight_decay)": (Adam(weight_decay=1e-3), 0.01),
+        "AdamW(weight_decay=0.05)": (AdamW(weight_decay=0.05), 0.01),
+        "RMSprop(weight_decay)": (
+            RMSprop(centered=True, momentum=0.5, weight_decay=1e-3),
+            0.005,
+        ),
         # numpy scalars as hyper-parameters must not promote float32 to float64
         "RMSprop(numpy scalars)": (
             RMSprop(rho=np.float64(0.9), momentum=np.float64(0.3)),
@@ -216,7 +225,7 @@ LOSS_CASES = [
     for loss_id in LOSS_IDS
     for target_type, k in (
         [("binary", 1), ("multiclass", 3), ("multilabel-indicator", 3)]
-        if loss_id == "log_loss"
+        if isinstance(get_loss(TABLE["loss"][loss_id]), LogLoss)
         else [(None, 1), (None, 3)]
     )
 ]
@@ -374,6 +383,9 @@ def test_optimizer_contract(opt_id, dtype):
 @pytest.mark.parametrize("opt_id", OPTIMIZER_IDS)
 def test_optimizer_minimises_a_quadratic(opt_id):
     opt = _optimizer(opt_id)
+    if "weight_decay" in opt.get_params():
+        # weight decay moves the minimum away from the target
+        opt.set_params(weight_decay=0.0)
     target = [np.array([[1.0, -2.0], [0.5, 3.0]]), np.array([-1.0, 0.25])]
     params = [np.zeros_like(t) for t in target]
     state = opt.init_state(params)
