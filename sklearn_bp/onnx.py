@@ -175,7 +175,20 @@ class OnnxGraph:
         return name
 
     def cast(self, name, dtype):
-        """``name`` converted to ``dtype`` (a numpy float or int dtype)."""
+        """Add a ``Cast`` node.
+
+        Parameters
+        ----------
+        name : str
+            The tensor to convert.
+        dtype : numpy dtype
+            The dtype to convert it to, e.g. ``np.int64``.
+
+        Returns
+        -------
+        name : str
+            Name of the converted tensor.
+        """
         to = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         return self.node("Cast", name, to=to)
 
