@@ -31,6 +31,7 @@ PUBLIC_MODULES = [
     "sklearn_bp.activations",
     "sklearn_bp.losses",
     "sklearn_bp.optimizers",
+    "sklearn_bp.schedules",
     "sklearn_bp.utils",
 ]
 
