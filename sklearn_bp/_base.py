@@ -31,10 +31,20 @@ from . import _network
 from ._callbacks import CallbackSupportMixin, Listeners
 from ._solvers import LBFGSSolver, StochasticSolver
 from ._training import History, Monitor, Plan, train
-from .activations import ACTIVATIONS, Activation, get_activation
+from ._init import WEIGHT_INITS, get_weight_init
+from ._spec import resolve
+from .activations import ACTIVATIONS, Activation
 from .optimizers import LBFGS, OPTIMIZERS, SOLVERS, Optimizer, get_optimizer
+from .schedules import SCHEDULES, Constant, Schedule, get_schedule
 
-_COMPONENT_PARAMS = ("activation", "loss", "optimizer")
+# The parameters that take components: the base class of their instances and an
+# instance with a nested parameter, for the error on a nested parameter of a name.
+_COMPONENT_PARAMS = {
+    "activation": ("Activation", "sklearn_bp.activations.ELU(alpha=0.5)"),
+    "loss": ("Loss", "sklearn_bp.losses.Huber(delta=2.0)"),
+    "optimizer": ("Optimizer", "sklearn_bp.optimizers.Adam(beta_1=0.8)"),
+    "learning_rate": ("Schedule", "sklearn_bp.schedules.StepDecay(step_size=10)"),
+}
 
 # MLPClassifier's parameter names that have another name here: a search grid
 # written for MLP gets told what to write instead.
@@ -121,8 +131,8 @@ def _check_param_names(estimator, params):
                 raise ValueError(
                     f"Cannot set {key!r} while {name}={current!r} is given by "
                     f"name: nested parameters need an instance. Pass e.g. "
-                    f"{name}=<{name.capitalize()} instance>({sub}=...) instead, "
-                    f"such as optimizer=sklearn_bp.optimizers.Adam(beta_1=0.8)."
+                    f"{name}=<{_COMPONENT_PARAMS[name][0]} instance>({sub}=...) "
+                    f"instead, such as {name}={_COMPONENT_PARAMS[name][1]}."
                 )
 
 
@@ -147,6 +157,54 @@ def _validated_weights(sample_weight, X, incremental):
     )
 
 
+def _per_layer(value, n_hidden, name):
+    """One ``value`` per hidden layer: a sequence as given (checked against
+    the number of hidden layers), any other value repeated."""
+    if not _is_sequence(value):
+        return [value] * n_hidden
+    values = list(value)
+    if len(values) != n_hidden:
+        raise ValueError(
+            f"{name} has {len(values)} entries but hidden_layer_sizes has "
+            f"{n_hidden} hidden layer(s): give one {name} per hidden layer, or a "
+            f"single value for all of them."
+        )
+    return values
+
+
+def _dropout_rate(rate, where):
+    if (
+        isinstance(rate, (bool, np.bool_))
+        or not isinstance(rate, Real)
+        or not 0 <= rate < 1
+    ):
+        raise ValueError(
+            f"{where} must be a float in the range [0, 1) (the probability of "
+            f"zeroing a unit's output in training); got {rate!r}."
+        )
+    return float(rate)
+
+
+def _is_sequence(value):
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _hidden_layers(activation, dropout, n_hidden):
+    """The hidden :class:`~sklearn_bp._network.Layer` s for the estimator's
+    ``activation`` and ``dropout`` parameters."""
+    activations = _per_layer(activation, n_hidden, "activation")
+    rates = _per_layer(dropout, n_hidden, "dropout")
+    return [
+        _network.Layer(
+            resolve(spec, registry=ACTIVATIONS, base=Activation,
+                    param_name=f"activation[{i}]" if _is_sequence(activation)
+                    else "activation"),
+            _dropout_rate(rate, f"dropout[{i}]" if _is_sequence(dropout) else "dropout"),
+        )
+        for i, (spec, rate) in enumerate(zip(activations, rates, strict=True))
+    ]
+
+
 def _copy(values):
     return None if values is None else list(values)
 
@@ -157,6 +215,22 @@ def _uses_lbfgs(estimator):
     return isinstance(optimizer, LBFGS) or (
         isinstance(optimizer, str) and optimizer in SOLVERS
     )
+
+
+def _check_deterministic(estimator):
+    """L-BFGS's line search needs the same objective at every evaluation."""
+    for name, off in (("dropout", 0.0), ("clip_grad_norm", None)):
+        value = getattr(estimator, name)
+        if any(v != off for v in (value if _is_sequence(value) else [value])):
+            raise ValueError(
+                f"{name}={value!r} does not work with optimizer='lbfgs': "
+                + ("dropout makes the objective random, which breaks L-BFGS's "
+                   "line search" if name == "dropout" else
+                   "a clipped gradient is not the objective's gradient, which "
+                   "L-BFGS's line search relies on")
+                + f". Set {name}={off!r}, or use a stochastic optimizer "
+                "('adam', 'sgd', 'rmsprop')."
+            )
 
 
 def _offers_partial_fit(estimator):
@@ -182,12 +256,15 @@ class BaseBackprop(
             "array-like",
             Interval(Integral, 1, None, closed="left"),
         ],
-        "activation": [StrOptions(set(ACTIVATIONS)), Activation],
+        "activation": [StrOptions(set(ACTIVATIONS)), Activation, "array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
+        "weight_init": [StrOptions(set(WEIGHT_INITS)), callable],
         "optimizer": [StrOptions(set(OPTIMIZERS) | set(SOLVERS)), Optimizer, LBFGS],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions(set(SCHEDULES)), Schedule],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [
             StrOptions({"auto"}),
             Interval(Integral, 1, None, closed="left"),
@@ -208,18 +285,22 @@ class BaseBackprop(
     }
 
     @abstractmethod
-    def __init__(self, hidden_layer_sizes, activation, loss, optimizer,
-                 learning_rate_init, learning_rate, power_t, alpha, batch_size,
-                 max_iter, max_fun, shuffle, random_state, tol, n_iter_no_change,
-                 early_stopping, validation_fraction, warm_start, verbose):
+    def __init__(self, hidden_layer_sizes, activation, dropout, weight_init, loss,
+                 optimizer, learning_rate_init, learning_rate, power_t, alpha,
+                 clip_grad_norm, batch_size, max_iter, max_fun, shuffle,
+                 random_state, tol, n_iter_no_change, early_stopping,
+                 validation_fraction, warm_start, verbose):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.dropout = dropout
+        self.weight_init = weight_init
         self.loss = loss
         self.optimizer = optimizer
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
         self.power_t = power_t
         self.alpha = alpha
+        self.clip_grad_norm = clip_grad_norm
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.max_fun = max_fun
@@ -284,7 +365,8 @@ class BaseBackprop(
         first_call = not hasattr(self, "coefs_") or not (self.warm_start or incremental)
         X, y, sample_weight = self._validate_input(X, y, sample_weight, first_call,
                                                    incremental)
-        self._activation = get_activation(self.activation)
+        self._layers = _hidden_layers(self.activation, self.dropout,
+                                      len(_hidden_sizes(self.hidden_layer_sizes)))
         self._optimizer = get_optimizer(self.optimizer)
         self._loss = self._resolve_loss()
         Y, stratify = self._encode_target(y, reset=first_call, classes=classes,
@@ -298,7 +380,7 @@ class BaseBackprop(
         rng = check_random_state(self.random_state)
         self._prepare_parameters(X.shape[1], Y.shape[1], first_call, rng, X.dtype)
         history = self._history(first_call, incremental)
-        solver = self._solver(rng, incremental)
+        solver = self._solver(rng, incremental, self._dropout_generator(rng, incremental))
         monitor = self._monitor_for(solver, incremental)
         plan = self._plan(solver, rng, incremental)
         listeners = Listeners(self, plan.max_iter, task_name=plan.unit)
@@ -324,12 +406,18 @@ class BaseBackprop(
         """Initialise the parameters (first call) or check their shapes."""
         layer_units = [n_features, *_hidden_sizes(self.hidden_layer_sizes), n_outputs]
         if first_call:
+            layers = self._layers
+            if not layers and not _is_sequence(self.activation):
+                # MLP: the one activation sets the output layer's bound too
+                layers = resolve(self.activation, registry=ACTIVATIONS,
+                                 base=Activation, param_name="activation")
             self.coefs_, self.intercepts_ = _network.init_params(
-                layer_units, self._activation, rng, dtype
+                layer_units, layers, rng, dtype, get_weight_init(self.weight_init)
             )
             self.n_layers_ = len(layer_units)
             self.n_outputs_ = n_outputs
-            for name in ("_optimizer_state", "_monitor", "loss_", "t_", "n_iter_"):
+            for name in ("_optimizer_state", "_monitor", "_dropout_rng", "loss_", "t_",
+                         "n_iter_"):
                 self.__dict__.pop(name, None)
             return
         _check_architecture(self.coefs_, layer_units)
@@ -352,6 +440,7 @@ class BaseBackprop(
         """The stopping rule and schedule. partial_fit calls share one; a warm
         start keeps the best values and the count of iterations without
         improvement, with the learning rate starting afresh (MLP)."""
+        schedule = get_schedule(self.learning_rate, power_t=self.power_t)
         previous = getattr(self, "_monitor", None)
         if incremental and previous is not None:
             return previous
@@ -361,9 +450,11 @@ class BaseBackprop(
             if solver.stepwise or self.early_stopping
             else np.inf,
             early_stopping=self.early_stopping,
-            schedule=self.learning_rate if solver.stepwise else "constant",
+            # (L-BFGS has no learning rate)
+            schedule=schedule if solver.stepwise else Constant(),
             learning_rate_init=self.learning_rate_init,
-            power_t=self.power_t,
+            max_iter=self.max_iter,
+            samples_seen=getattr(self, "t_", 0),  # (a warm start continues t_)
         )
         if previous is not None:  # (a first call has none)
             monitor.carry_over(previous)
@@ -371,7 +462,7 @@ class BaseBackprop(
 
     def _plan(self, solver, rng, incremental):
         return Plan(
-            loss=self._loss, activation=self._activation, score=self._score_raw,
+            loss=self._loss, layers=self._layers, score=self._score_raw,
             max_iter=1 if incremental else self.max_iter,
             early_stopping=self.early_stopping,
             validation_fraction=self.validation_fraction, rng=rng,
@@ -379,10 +470,21 @@ class BaseBackprop(
             unit=solver.unit,
         )
 
-    def _solver(self, rng, incremental):
-        components = dict(activation=self._activation, loss=self._loss,
-                          alpha=self.alpha)
+    def _dropout_generator(self, rng, incremental):
+        """The dropout masks' generator (``None`` without dropout): seeded from
+        ``rng`` in a fit, kept across ``partial_fit`` calls so that they draw
+        the masks a fit would."""
+        if not any(layer.dropout for layer in self._layers):
+            return None
+        if not incremental or getattr(self, "_dropout_rng", None) is None:
+            # (drawn only with dropout: without it, the shuffles stay MLP's)
+            self._dropout_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        return self._dropout_rng
+
+    def _solver(self, rng, incremental, dropout_rng):
+        components = dict(layers=self._layers, loss=self._loss, alpha=self.alpha)
         if isinstance(self._optimizer, LBFGS):
+            _check_deterministic(self)
             return LBFGSSolver(self.coefs_, self.intercepts_, spec=self._optimizer,
                                max_fun=self.max_fun, tol=self.tol, **components)
         if (
@@ -398,7 +500,8 @@ class BaseBackprop(
         return StochasticSolver(
             self.coefs_, self.intercepts_, optimizer=self._optimizer,
             optimizer_state=self._optimizer_state, batch_size=self.batch_size,
-            shuffle=self.shuffle, rng=rng, **components,
+            shuffle=self.shuffle, rng=rng, dropout_rng=dropout_rng,
+            clip_grad_norm=self.clip_grad_norm, **components,
         )
 
     def _store(self, history, monitor):
@@ -418,7 +521,7 @@ class BaseBackprop(
 
     def _forward(self, X):
         """Raw network output for validated ``X``, computed in chunks."""
-        return _network.predict_raw(self.coefs_, self.intercepts_, X, self._activation)
+        return _network.predict_raw(self.coefs_, self.intercepts_, X, self._layers)
 
     def _validate_for_predict(self, X):
         check_is_fitted(self)
@@ -450,7 +553,7 @@ class BaseBackprop(
         if n_hidden == 0:
             return X.toarray() if hasattr(X, "toarray") else np.array(X)
         return _network.predict_raw(
-            self.coefs_, self.intercepts_, X, self._activation, n_layers=n_hidden
+            self.coefs_, self.intercepts_, X, self._layers, n_layers=n_hidden
         )
 
     @property
@@ -462,3 +565,15 @@ class BaseBackprop(
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+    # -- persistence: pickle, joblib and skops (see sklearn_bp._persistence) ----
+
+    def __getstate__(self):
+        from ._persistence import saved_state  # (it imports this module)
+
+        return saved_state(self, super().__getstate__())
+
+    def __setstate__(self, state):
+        from ._persistence import restore
+
+        restore(self, state, super().__setstate__)

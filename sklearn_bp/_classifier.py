@@ -77,31 +77,63 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         Width of each hidden layer. ``()`` gives a network without hidden layer.
-    activation : str or Activation, default="relu"
+    activation : str, Activation or sequence of them, default="relu"
         Hidden-layer activation: ``"identity"``, ``"logistic"`` (alias
         ``"sigmoid"``), ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"elu"``,
-        ``"softplus"``, or an :class:`~sklearn_bp.activations.Activation`.
+        ``"softplus"``, or an :class:`~sklearn_bp.activations.Activation`; or a
+        sequence of these, one per hidden layer (names and instances mixed).
+    dropout : float or sequence of float, default=0.0
+        Probability, in ``[0, 1)``, of zeroing each hidden unit's output in a
+        training step (inverted dropout: kept outputs are scaled by ``1 / (1 -
+        dropout)``); a float for every hidden layer or one rate per hidden
+        layer. Training only: predictions, ``transform`` and the
+        early-stopping score use the whole network. Masks are drawn from
+        ``random_state``. Not with ``optimizer="lbfgs"``.
+    weight_init : str or callable, default="glorot_uniform"
+        Initial weights: ``"glorot_uniform"`` (MLP's draw, bit for bit: weights
+        and biases uniform in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for
+        logistic and 6 otherwise), ``"glorot_normal"``, ``"he_uniform"``,
+        ``"he_normal"``, ``"lecun_uniform"``, ``"lecun_normal"``,
+        ``"orthogonal"`` (``torch.nn.init`` formulas), or a callable
+        ``(fan_in, fan_out, rng, dtype) -> array of shape (fan_in, fan_out)``.
+        All but ``"glorot_uniform"`` start the biases at zero.
     loss : "log_loss" or Loss, default="log_loss"
         The loss. ``"log_loss"`` uses a softmax output for multiclass targets
-        and logistic outputs for binary and multilabel targets.
+        and logistic outputs for binary and multilabel targets;
+        ``LogLoss(label_smoothing=0.1)`` trains against smoothed targets.
     optimizer : str, Optimizer or LBFGS, default="adam"
-        ``"sgd"``, ``"adam"``, ``"rmsprop"``, an
+        ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, an
         :class:`~sklearn_bp.optimizers.Optimizer` instance, whose own
         hyper-parameters are nested parameters (``optimizer__beta_1``), or
         ``"lbfgs"`` / :class:`~sklearn_bp.optimizers.LBFGS` for full-batch
         L-BFGS (MLP's ``solver="lbfgs"``; no ``partial_fit`` then).
     learning_rate_init : float, default=0.001
         Initial learning rate.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Learning-rate schedule, for every optimizer. ``"invscaling"`` uses
-        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
-        ``"adaptive"`` divides the rate by 5 each time training stops improving
-        and stops once it is below 1e-6.
+    learning_rate : {"constant", "invscaling", "adaptive"} or Schedule, \
+            default="constant"
+        Learning-rate schedule, for every optimizer; the rate is constant
+        within an epoch. ``"invscaling"`` uses ``learning_rate_init / (t_ + 1)
+        ** power_t`` after each epoch; ``"adaptive"`` divides the rate by 5 each
+        time training stops improving and stops once it is below 1e-6 (MLP's
+        schedules). Or a :class:`~sklearn_bp.schedules.Schedule` instance, whose
+        own hyper-parameters are nested parameters (``learning_rate__gamma``):
+        :class:`~sklearn_bp.schedules.StepDecay`,
+        :class:`~sklearn_bp.schedules.ExponentialDecay`,
+        :class:`~sklearn_bp.schedules.Cosine`,
+        :class:`~sklearn_bp.schedules.OneCycle` (PyTorch's schedulers, stepped
+        once per epoch; their length defaults to ``max_iter``) or your own.
+        Ignored by ``optimizer="lbfgs"``.
     power_t : float, default=0.5
-        Exponent of the ``"invscaling"`` schedule.
+        Exponent of the ``"invscaling"`` schedule (an
+        :class:`~sklearn_bp.schedules.InvScaling` instance has its own).
     alpha : float, default=0.0001
         Strength of the L2 penalty ``alpha / (2 * sum of batch weights) *
         sum ||W||^2`` on the weights (not the biases).
+    clip_grad_norm : float or None, default=None
+        Clip the global L2 norm of all gradients (the ``alpha`` term included)
+        to this value before each step, as
+        ``torch.nn.utils.clip_grad_norm_`` does; ``None``: no clipping. Not
+        with ``optimizer="lbfgs"``.
     batch_size : int or "auto", default="auto"
         Mini-batch size; ``"auto"`` means ``min(200, n_samples)``.
     max_iter : int, default=200
@@ -113,7 +145,8 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     shuffle : bool, default=True
         Whether to shuffle the samples in each epoch.
     random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, the shuffling and the validation split.
+        Seeds the weight initialisation, the shuffling, the validation split
+        and the dropout masks.
     tol : float, default=1e-4
         Minimum improvement of the loss (or validation score) that counts;
         with ``optimizer="lbfgs"``, also scipy's ``gtol`` (as in MLP).
@@ -208,12 +241,15 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         hidden_layer_sizes=(100,),
         activation="relu",
         *,
+        dropout=0.0,
+        weight_init="glorot_uniform",
         loss="log_loss",
         optimizer="adam",
         learning_rate_init=0.001,
         learning_rate="constant",
         power_t=0.5,
         alpha=0.0001,
+        clip_grad_norm=None,
         batch_size="auto",
         max_iter=200,
         max_fun=15000,
@@ -228,10 +264,11 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         class_weight=None,
     ):
         super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, loss=loss,
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            dropout=dropout, weight_init=weight_init, loss=loss,
             optimizer=optimizer, learning_rate_init=learning_rate_init,
             learning_rate=learning_rate, power_t=power_t, alpha=alpha,
-            batch_size=batch_size, max_iter=max_iter, max_fun=max_fun,
+            clip_grad_norm=clip_grad_norm, batch_size=batch_size, max_iter=max_iter, max_fun=max_fun,
             shuffle=shuffle, random_state=random_state, tol=tol,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, warm_start=warm_start,

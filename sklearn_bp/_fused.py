@@ -34,7 +34,15 @@ from contextlib import contextmanager
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ._network import hidden_delta, layer_output, weight_gradient_into, weight_squares
+from ._network import (
+    clip_factor,
+    drop,
+    hidden_delta,
+    layer_output,
+    squared_norm,
+    weight_gradient_into,
+    weight_squares,
+)
 from .activations import ACTIVATIONS
 
 # Networks with fewer weights keep the generic step. Measured on two cores:
@@ -269,20 +277,29 @@ class FusedStep:
         Shaped like ``coefs + intercepts``. Each chunk is saved into it just
         before its update, so after a step it holds the parameters from before
         the step (the trainer's rollback copy).
-    activation, loss, optimizer, optimizer_state, alpha
-        As for :class:`sklearn_bp._training.Trainer`.
+    layers, loss, optimizer, optimizer_state, alpha
+        As for :class:`sklearn_bp._step.Step`.
     workspace : Workspace
         Per-batch buffers (its weight-gradient buffers are not used).
     n_threads : int
         Threads to use, the calling one included.
+    dropout : bool, default=False
+        Apply the workspace's dropout masks (drawn by the caller per batch).
+    clip_grad_norm : float, default=None
+        Clip the global gradient norm to this (``None``: no clipping). The
+        norm is needed before the first update, so the weight gradients are
+        computed twice: once for the norm, once for the update.
     """
 
-    def __init__(self, coefs, intercepts, backup, *, activation, loss, optimizer,
-                 optimizer_state, alpha, workspace, n_threads):
+    def __init__(self, coefs, intercepts, backup, *, layers, loss, optimizer,
+                 optimizer_state, alpha, workspace, n_threads, dropout=False,
+                 clip_grad_norm=None):
         self.coefs = coefs
         self.intercepts = intercepts
         self.backup = backup
-        self.activation = activation
+        self.layers = layers
+        self.dropout = dropout
+        self.clip_grad_norm = clip_grad_norm
         self.loss = loss
         self.optimizer = optimizer
         self.optimizer_state = optimizer_state
@@ -293,7 +310,9 @@ class FusedStep:
         dtype = coefs[0].dtype
         # The built-in activations are element-wise and keep no state: each
         # thread applies them to the part of the product it computed.
-        self.threaded = type(activation) in _BUILTIN_ACTIVATIONS
+        self.threaded = all(
+            type(layer.activation) in _BUILTIN_ACTIVATIONS for layer in layers
+        )
         # No weight gradient can overflow below this bound (see run).
         self.limit = 0.25 * float(np.finfo(dtype).max)
         # Row chunks of every weight matrix, taken by whichever thread is free
@@ -366,9 +385,9 @@ class FusedStep:
             applies the step.
         """
         n = X.shape[0]
-        Z, A, deltas, scratch = self.workspace.rows(n)
+        buffers = self.workspace.rows(n)
         weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
-        raw = self._forward(X, Z, A)
+        raw = self._forward(X, buffers)
         value = self.loss._loss_and_delta(Y, raw, sample_weight, weight_sum, out=raw)
         l2 = self.alpha / weight_sum
         squares = weight_squares(self.coefs) if l2 else None
@@ -378,8 +397,9 @@ class FusedStep:
             return value
         # Every delta before any parameter changes: the products need the old
         # weights, and the bound below needs every delta.
-        layer_deltas = self._backward(raw, Z, A, deltas, scratch)
-        layer_inputs = [X] + list(A[: self.n_layers - 1])
+        layer_deltas = self._backward(raw, buffers)
+        outputs = buffers.out if self.dropout else buffers.A
+        layer_inputs = [X] + list(outputs[: self.n_layers - 1])
         if not self._bounded(layer_inputs, layer_deltas, l2, squares):
             return None
         self._pending = (layer_inputs, layer_deltas, l2)
@@ -395,29 +415,46 @@ class FusedStep:
         """
         layer_inputs, layer_deltas, l2 = self._pending
         self._pending = None
-        return self._update(layer_inputs, layer_deltas, l2, lr)
+        factor = 1.0
+        if self.clip_grad_norm is not None:
+            squared = self._gradient_squares(layer_inputs, layer_deltas, l2)
+            factor = clip_factor(squared + squared_norm(self.intercept_grads),
+                                 self.clip_grad_norm)
+            if factor < 1.0:
+                for g in self.intercept_grads:
+                    g *= factor
+        return self._update(layer_inputs, layer_deltas, l2, lr, factor)
 
-    def _forward(self, X, Z, A):
-        """The forward pass, each layer's bias and activation applied by the
-        thread that computed that part of its product; the raw output."""
+    def _forward(self, X, buffers):
+        """The forward pass, each layer's bias, activation and dropout mask
+        applied by the thread that computed that part of its product; the raw
+        output."""
+        Z, A, mask, out = buffers.Z, buffers.A, buffers.mask, buffers.out
         last = self.n_layers - 1
         inputs = X
         for i in range(self.n_layers):
+            hidden = i < last
+            masked = hidden and self.dropout and mask[i] is not None
 
-            def finish(rows, cols, i=i):
-                hidden = i < last
-                layer_output(Z[i][rows, cols], self.intercepts[i][cols],
-                             A[i][rows, cols] if hidden else None,
-                             self.activation, hidden)
+            def finish(rows, cols, i=i, hidden=hidden, masked=masked):
+                result = layer_output(
+                    Z[i][rows, cols], self.intercepts[i][cols],
+                    A[i][rows, cols] if hidden else None,
+                    self.layers[i].activation if hidden else None, hidden,
+                )
+                if masked:
+                    drop(result, mask[i][rows, cols], out[i][rows, cols])
 
             self._split_product(inputs, self.coefs[i], Z[i], finish)
-            inputs = A[i] if i < last else Z[i]
+            inputs = (out[i] if masked else A[i]) if hidden else Z[i]
         return Z[last]
 
-    def _backward(self, raw, Z, A, deltas, scratch):
+    def _backward(self, raw, buffers):
         """Every layer's delta (``raw`` holds the output's) and the bias
         gradients, which are the deltas' column sums, taken by the thread
         that computed whole columns."""
+        Z, A, deltas, scratch, mask = (buffers.Z, buffers.A, buffers.delta,
+                                       buffers.scratch, buffers.mask)
         intercept_grads = self.intercept_grads
         last = self.n_layers - 1
         layer_deltas = [None] * self.n_layers
@@ -426,9 +463,11 @@ class FusedStep:
         for i in range(last, 0, -1):
 
             def derive(rows, cols, j=i - 1):
+                if self.dropout and mask[j] is not None:
+                    deltas[j][rows, cols] *= mask[j][rows, cols]
                 delta = hidden_delta(Z[j][rows, cols], A[j][rows, cols],
                                      deltas[j][rows, cols], scratch[j][rows, cols],
-                                     self.activation)
+                                     self.layers[j].activation)
                 if rows == slice(None):
                     delta.sum(axis=0, out=intercept_grads[j][cols])
 
@@ -464,7 +503,26 @@ class FusedStep:
                 return False
         return math.isfinite(sum(float(g.sum()) for g in self.intercept_grads))
 
-    def _update(self, layer_inputs, layer_deltas, l2, lr):
+    def _gradient_squares(self, layer_inputs, layer_deltas, l2):
+        """``sum ||dL/dW||^2`` over the weight matrices, chunk by chunk on the
+        threads (for clipping: the update computes the chunks again)."""
+        pending = iter(self.chunks)
+
+        def work(k):
+            grad_buffer, scratch_buffer, _ = self.buffers[k]
+            total = 0.0
+            for i, r0, r1 in pending:
+                p = self.coefs[i][r0:r1]
+                g = grad_buffer[: p.size].reshape(p.shape)
+                weight_gradient_into(layer_inputs[i][:, r0:r1], layer_deltas[i], p,
+                                     l2, g, scratch_buffer[: p.size])
+                flat = g.reshape(-1)
+                total += float(np.dot(flat, flat))
+            return total
+
+        return sum(self.threads.run(work, list(range(self.threads.n_threads))))
+
+    def _update(self, layer_inputs, layer_deltas, l2, lr, factor=1.0):
         """The optimizer's step, chunk by chunk; whether the result is finite."""
         params = self.coefs + self.intercepts
         kernel, buffers = self.optimizer._kernel(params, self.optimizer_state, lr)
@@ -484,6 +542,8 @@ class FusedStep:
                 s = scratch_buffer[: p.size]
                 weight_gradient_into(layer_inputs[i][:, r0:r1], layer_deltas[i], p,
                                      l2, g, s)
+                if factor < 1.0:
+                    g *= factor
                 np.copyto(self.backup[i][r0:r1], p)
                 done.add(chunk)
                 kernel(p, g, *(b[i][r0:r1] for b in buffers), s.reshape(p.shape))

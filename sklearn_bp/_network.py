@@ -8,9 +8,15 @@ backward pass starts from the output delta ``dL/dZ_last`` given by the loss and
 recurses ``delta_{i-1} = (delta_i @ W_i.T) * f'(Z_{i-1})``; the gradients are
 ``dL/dW_i = A_{i-1}.T @ delta_i (+ L2 term)`` and ``dL/db_i = sum(delta_i)``.
 
-Nothing here knows about estimators. The training loop owns the parameters and
-passes them in together with a :class:`Workspace` of preallocated buffers.
+The network is a sequence of hidden :class:`Layer` s (each an activation and a
+dropout rate) and an output layer whose link belongs to the loss. Nothing here
+knows about estimators. The training loop owns the parameters and passes them
+in together with a :class:`Workspace` of preallocated buffers.
 """
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -21,20 +27,61 @@ from ._flat import packed_empty
 from .activations import Activation
 
 
-def init_params(layer_units, activation, random_state, dtype=np.float64):
-    """Glorot-uniform initial weights and biases, drawn as MLPClassifier does.
+@dataclass(frozen=True)
+class Layer:
+    """What a hidden layer does with its units.
+
+    The network is a sequence of these, one per hidden layer; the weights and
+    biases (``coefs_``, ``intercepts_``) hold the layers' sizes, and the output
+    layer has no activation (its loss owns the link).
+
+    Attributes
+    ----------
+    activation : Activation
+        The layer's activation.
+    dropout : float, default=0.0
+        Probability that a unit's output is zeroed in a training step (inverted
+        dropout: kept outputs are scaled by ``1 / (1 - dropout)``); 0 is no
+        dropout, with no extra work.
+    """
+
+    activation: Activation
+    dropout: float = 0.0
+
+
+def as_layers(layers, n_hidden):
+    """``layers`` as a list of :class:`Layer`: an :class:`Activation` stands
+    for that activation in each of the ``n_hidden`` layers, no dropout."""
+    if isinstance(layers, Activation):
+        return [Layer(layers)] * n_hidden
+    return list(layers)
+
+
+def _n_hidden(coefs):
+    return len(coefs) - 1
+
+
+def init_params(layer_units, layers, random_state, dtype=np.float64, weight_init=None):
+    """Initial weights and biases, by default drawn as MLPClassifier does.
 
     Parameters
     ----------
     layer_units : sequence of int
         ``[n_features, *hidden_layer_sizes, n_outputs]``.
-    activation : Activation
-        Hidden activation; its ``glorot_factor`` sets the bound
-        ``sqrt(glorot_factor / (fan_in + fan_out))``.
+    layers : sequence of Layer, or Activation
+        The hidden layers (an :class:`Activation`: that one in every layer).
+        With the default initializer, each hidden layer's activation sets the
+        bound of the weights feeding it, ``sqrt(glorot_factor / (fan_in +
+        fan_out))``, and the last hidden layer's sets the output layer's
+        (MLPClassifier's rule, which has one activation for all).
     random_state : int, RandomState instance or None
         Seed or generator; the only source of randomness.
     dtype : numpy dtype, default=np.float64
         Dtype of the returned arrays.
+    weight_init : callable, default=None
+        ``weight_init(fan_in, fan_out, rng, dtype, glorot_factor)`` returns a
+        layer's ``(W, b)`` (see :mod:`sklearn_bp._init`); ``None`` is
+        MLPClassifier's Glorot-uniform draw.
 
     Returns
     -------
@@ -43,16 +90,46 @@ def init_params(layer_units, activation, random_state, dtype=np.float64):
         ``coefs + intercepts`` are consecutive views of one flat buffer (see
         :mod:`sklearn_bp._flat`), so the optimizer can update them in one pass.
     """
+    from ._init import glorot_uniform
+
     rng = check_random_state(random_state)
     shapes = list(zip(layer_units[:-1], layer_units[1:], strict=False))
+    if isinstance(layers, Activation):
+        factors = [layers.glorot_factor] * len(shapes)
+    else:
+        factors = [layer.activation.glorot_factor for layer in layers]
+        # the output layer takes the last hidden layer's (MLP: the one activation)
+        factors.append(factors[-1] if factors else Activation.glorot_factor)
+    init = glorot_uniform if weight_init is None else weight_init
     params = packed_empty(shapes + [(fan_out,) for _, fan_out in shapes], dtype)
     coefs, intercepts = params[: len(shapes)], params[len(shapes) :]
-    for W, b, (fan_in, fan_out) in zip(coefs, intercepts, shapes, strict=True):
-        bound = np.sqrt(activation.glorot_factor / (fan_in + fan_out))
-        # the draws and their order are MLPClassifier's
-        W[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
-        b[...] = rng.uniform(-bound, bound, fan_out)
+    for W, b, (fan_in, fan_out), factor in zip(coefs, intercepts, shapes, factors,
+                                                strict=True):
+        W[...], b[...] = init(fan_in, fan_out, rng, dtype, factor)
     return coefs, intercepts
+
+
+class Buffers(NamedTuple):
+    """Per-sample buffers of one batch (row views of a :class:`Workspace`).
+
+    ``Z[i]`` is layer ``i``'s pre-activation (the last one is the raw output);
+    ``A[i]`` a hidden layer's activation (``A[i] is Z[i]`` when its backward
+    hook does not read ``Z``); ``delta[i]`` its delta; ``scratch[i]`` the
+    activation hook's scratch. For a layer with dropout, ``mask[i]`` holds the
+    batch's mask (0 or ``1 / (1 - rate)``) and ``out[i]`` the masked output the
+    next layer reads; otherwise ``mask[i]`` is ``None`` and ``out[i] is A[i]``.
+    """
+
+    Z: list
+    A: list
+    delta: list
+    scratch: list
+    mask: list
+    out: list
+
+
+def _scratch_dtype(layer, dtype):
+    return np.dtype(getattr(layer.activation, "_scratch_dtype", None) or dtype)
 
 
 class Workspace:
@@ -66,36 +143,47 @@ class Workspace:
         Largest batch the workspace serves; smaller batches use row views.
     dtype : numpy dtype
         Dtype of the parameters.
-    keep_Z : bool, default=True
-        Whether the backward pass needs the hidden pre-activations ``Z``; if
-        not (see :func:`needs_pre_activations`), ``A`` is computed in place in
-        ``Z``'s buffers and ``Z is A`` for the hidden layers.
-    scratch_dtype : numpy dtype, default=None
-        Dtype of the activation hook's scratch buffer (``None``: ``dtype``);
-        the ReLU's holds a boolean mask.
+    layers : sequence of Layer, or Activation
+        The hidden layers. A layer whose activation's backward hook does not
+        read ``Z`` (see :func:`needs_pre_activations`) computes ``A`` in place
+        in ``Z``'s buffer; a layer with dropout gets a mask and an output
+        buffer.
     """
 
-    def __init__(self, layer_units, n_rows, dtype, keep_Z=True, scratch_dtype=None):
+    def __init__(self, layer_units, n_rows, dtype, layers):
         widths = list(layer_units[1:])
         hidden = widths[:-1]
+        layers = as_layers(layers, len(hidden))
         self.n_rows = n_rows
-        self.keep_Z = keep_Z
+        self.layers = layers
+        self.key = workspace_key(layer_units, dtype, layers)
         self.Z = [np.empty((n_rows, w), dtype=dtype) for w in widths]
-        if keep_Z:
-            self.A = [np.empty((n_rows, w), dtype=dtype) for w in hidden]
-        else:
-            self.A = self.Z[:-1]
+        self.A = [
+            np.empty((n_rows, w), dtype=dtype) if needs_pre_activations(layer.activation)
+            else Z
+            for w, layer, Z in zip(hidden, layers, self.Z, strict=False)
+        ]
         self.delta = [np.empty((n_rows, w), dtype=dtype) for w in hidden]
-        # For the activation's in-place backward hook, which uses it for one
-        # layer at a time: one buffer of the widest layer's size serves all.
-        self._scratch = np.empty(
-            n_rows * max(hidden, default=0),
-            dtype=dtype if scratch_dtype is None else scratch_dtype,
-        )
-        self.scratch = self._scratch_views(n_rows, hidden)
+        self.mask = [
+            np.empty((n_rows, w), dtype=dtype) if layer.dropout else None
+            for w, layer in zip(hidden, layers, strict=True)
+        ]
+        self.out = [
+            A if mask is None else np.empty_like(mask)
+            for A, mask in zip(self.A, self.mask, strict=True)
+        ]
+        # For the activations' in-place backward hooks, which use it for one
+        # layer at a time: one buffer per scratch dtype, of the widest such
+        # layer's size, serves all.
+        self._scratch = {}
+        for w, layer in zip(hidden, layers, strict=True):
+            kind = _scratch_dtype(layer, dtype)
+            size = max(self._scratch.get(kind, np.empty(0)).size, n_rows * w)
+            self._scratch[kind] = np.empty(size, dtype=kind)
         self._units = list(layer_units)
         self._grads = None
         self._penalty_block = None
+        self._full = self._views(n_rows)
 
     @property
     def coef_grads(self):
@@ -118,16 +206,29 @@ class Workspace:
         return self._grads
 
     def rows(self, n):
-        """Views of the per-sample buffers for a batch of ``n <= n_rows`` rows.
-
-        Returns ``(Z, A, delta, scratch)``.
-        """
+        """:class:`Buffers` for a batch of ``n <= n_rows`` rows."""
         if n == self.n_rows:
-            return self.Z, self.A, self.delta, self.scratch
-        Z = [b[:n] for b in self.Z]
-        A = [b[:n] for b in self.A] if self.keep_Z else Z[:-1]
-        delta = [b[:n] for b in self.delta]
-        return Z, A, delta, self._scratch_views(n, [b.shape[1] for b in delta])
+            return self._full
+        return self._views(n)
+
+    def _views(self, n):
+        def head(buffers):
+            return [None if b is None else b[:n] for b in buffers]
+
+        Z, A, mask = head(self.Z), head(self.A), head(self.mask)
+        # keep the identities A[i] is Z[i] and out[i] is A[i] in the views
+        A = [Zi if a is z else Ai
+             for a, z, Zi, Ai in zip(self.A, self.Z, Z, A, strict=False)]
+        out = [Ai if o is a else oi
+               for o, a, Ai, oi in zip(self.out, self.A, A, head(self.out),
+                                       strict=True)]
+        dtype = self.Z[0].dtype
+        scratch = [
+            self._scratch[_scratch_dtype(layer, dtype)][: n * w].reshape(n, w)
+            for layer, w in zip(self.layers, [d.shape[1] for d in self.delta],
+                                strict=True)
+        ]
+        return Buffers(Z, A, head(self.delta), scratch, mask, out)
 
     def penalty_block(self):
         """A buffer of at most 2**15 elements for the L2 term (made on first use)."""
@@ -136,18 +237,31 @@ class Workspace:
             self._penalty_block = np.empty(size, dtype=self.coef_grads[0].dtype)
         return self._penalty_block
 
-    def _scratch_views(self, n, widths):
-        return [self._scratch[: n * w].reshape(n, w) for w in widths]
 
-    def matches(self, layer_units, dtype, keep_Z=True, scratch_dtype=None):
-        """Whether the buffers fit this architecture, dtype and activation."""
-        return (
-            self._units == list(layer_units)
-            and self.Z[0].dtype == dtype
-            and self.keep_Z == keep_Z
-            and self._scratch.dtype
-            == (dtype if scratch_dtype is None else scratch_dtype)
-        )
+def workspace_key(layer_units, dtype, layers):
+    """What a workspace's buffers depend on: architecture, dtype, and per
+    hidden layer whether ``Z`` is kept, the scratch dtype and dropout."""
+    return (
+        tuple(layer_units),
+        np.dtype(dtype),
+        tuple(
+            (needs_pre_activations(layer.activation), _scratch_dtype(layer, dtype),
+             bool(layer.dropout))
+            for layer in layers
+        ),
+    )
+
+
+def draw_masks(buffers, layers, generator):
+    """Fill the batch's dropout masks: each unit is kept with probability
+    ``1 - rate`` and then scaled by ``1 / (1 - rate)`` (inverted dropout)."""
+    for mask, layer in zip(buffers.mask, layers, strict=True):
+        if mask is None:
+            continue
+        generator.random(out=mask, dtype=mask.dtype)
+        # (in place: the uniform draw becomes 0/1, then 0/scale)
+        np.greater_equal(mask, layer.dropout, out=mask)
+        mask *= 1.0 / (1.0 - layer.dropout)
 
 
 def needs_pre_activations(activation):
@@ -227,7 +341,15 @@ def weight_squares(coefs):
     return [float(np.dot(W.reshape(-1), W.reshape(-1))) for W in coefs]
 
 
-def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
+def drop(A, mask, out):
+    """A hidden layer's output under dropout, ``out = A * mask``; ``A`` itself
+    when the layer has no mask. Works on any block of rows and columns."""
+    if mask is None:
+        return A
+    return np.multiply(A, mask, out=out)
+
+
+def forward(coefs, intercepts, X, layers, Z, A, n_layers=None, mask=None, out=None):
     """Forward pass over a whole batch.
 
     Parameters
@@ -236,8 +358,8 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
         Weights and biases.
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Input batch.
-    activation : Activation
-        Hidden activation.
+    layers : sequence of Layer
+        The hidden layers.
     Z : list of ndarray
         Buffers ``(n_samples, fan_out)`` per layer, filled with pre-activations.
     A : list of ndarray
@@ -245,6 +367,10 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
         as ``Z`` when the pre-activations are not needed later (prediction).
     n_layers : int, default=None
         Stop after this many weight layers (``None``: all of them).
+    mask, out : list, default=None
+        Training only: per hidden layer, the dropout mask (or ``None``) and the
+        buffer for the masked output (see :class:`Buffers`). ``None``: the
+        full network, as for prediction.
 
     Returns
     -------
@@ -257,15 +383,16 @@ def forward(coefs, intercepts, X, activation, Z, A, n_layers=None):
     inputs = X
     for i in range(n_layers):
         _product_into(inputs, coefs[i], Z[i])
-        inputs = layer_output(Z[i], intercepts[i], A[i] if i < last else None,
-                              activation, i < last)
+        hidden = i < last
+        inputs = layer_output(Z[i], intercepts[i], A[i] if hidden else None,
+                              layers[i].activation if hidden else None, hidden)
+        if hidden and mask is not None:
+            inputs = drop(inputs, mask[i], out[i])
     return inputs
 
 
-def backward(
-    coefs, X, Z, A, delta_out, deltas, activation, l2, coef_grads, intercept_grads,
-    scratch=None, penalty_block=None,
-):
+def backward(coefs, X, buffers, delta_out, layers, l2, coef_grads, intercept_grads,
+             penalty_block=None, dropout=False):
     """Backward pass: fill the gradient buffers from the output delta.
 
     Parameters
@@ -274,39 +401,52 @@ def backward(
         Weights.
     X : {ndarray, sparse matrix}
         The batch's input.
-    Z, A : list of ndarray
-        Pre-activations and hidden activations from :func:`forward`.
+    buffers : Buffers
+        The batch's buffers, filled by :func:`forward`.
     delta_out : ndarray of shape (n_samples, n_outputs)
         ``dL/dZ_last`` of the (weighted mean) batch loss.
-    deltas : list of ndarray
-        Buffers for the hidden layers' deltas.
-    activation : Activation
-        Hidden activation.
+    layers : sequence of Layer
+        The hidden layers.
     l2 : float
         Coefficient ``c`` of the penalty gradient ``c * W`` added to each weight
         gradient (``alpha / sum of sample weights``).
     coef_grads, intercept_grads : list of ndarray
         Filled in place.
-    scratch : list of ndarray, default=None
-        Buffers shaped like ``deltas`` that the activation's backward hook may
-        overwrite (``None``: it allocates what it needs).
     penalty_block : ndarray of shape (k,), default=None
         A small buffer through which the penalty gradient is added (``None``:
         a weight-sized temporary).
+    dropout : bool, default=False
+        Whether the forward pass applied the buffers' dropout masks.
     """
+    inputs_of = buffers.out if dropout else buffers.A
     delta = delta_out
     for i in range(len(coefs) - 1, -1, -1):
-        inputs = X if i == 0 else A[i - 1]
+        inputs = X if i == 0 else inputs_of[i - 1]
         weight_gradient_into(inputs, delta, coefs[i], l2, coef_grads[i], penalty_block)
         # (not ones @ delta: OpenBLAS threads that GEMV, and each threaded call
         # stalls when another process holds a core)
         delta.sum(axis=0, out=intercept_grads[i])
         if i > 0:
-            np.matmul(delta, coefs[i].T, out=deltas[i - 1])
-            delta = hidden_delta(
-                Z[i - 1], A[i - 1], deltas[i - 1],
-                None if scratch is None else scratch[i - 1], activation,
-            )
+            j = i - 1
+            np.matmul(delta, coefs[i].T, out=buffers.delta[j])
+            if dropout and buffers.mask[j] is not None:
+                buffers.delta[j] *= buffers.mask[j]
+            delta = hidden_delta(buffers.Z[j], buffers.A[j], buffers.delta[j],
+                                 buffers.scratch[j], layers[j].activation)
+
+
+def squared_norm(arrays):
+    """``sum ||a||^2`` over ``arrays`` as a Python float (accumulated in the
+    arrays' dtype by BLAS, as torch's norm is)."""
+    return float(sum(np.dot(a.reshape(-1), a.reshape(-1)) for a in arrays))
+
+
+def clip_factor(squared, max_norm):
+    """The factor ``torch.nn.utils.clip_grad_norm_`` scales the gradients by:
+    ``min(1, max_norm / (norm + 1e-6))``; 1.0 when no clipping is asked."""
+    if max_norm is None:
+        return 1.0
+    return min(1.0, max_norm / (math.sqrt(squared) + 1e-6))
 
 
 def squared_weight_norm(coefs):
@@ -315,7 +455,8 @@ def squared_weight_norm(coefs):
 
 
 def loss_and_gradients(
-    coefs, intercepts, X, Y, sample_weight, activation, loss, alpha, workspace=None
+    coefs, intercepts, X, Y, sample_weight, layers, loss, alpha, workspace=None,
+    dropout=False,
 ):
     """Penalised batch loss and its gradients with respect to every parameter.
 
@@ -332,8 +473,8 @@ def loss_and_gradients(
         Encoded batch target.
     sample_weight : ndarray of shape (n_samples,) or None
         Non-negative weights with a positive sum.
-    activation : Activation
-        Hidden activation.
+    layers : sequence of Layer, or Activation
+        The hidden layers (an :class:`Activation`: that one in every layer).
     loss : Loss
         The loss.
     alpha : float
@@ -341,6 +482,9 @@ def loss_and_gradients(
     workspace : Workspace, default=None
         Buffers to use; a new one is made if ``None``. The returned gradients
         live in it.
+    dropout : bool, default=False
+        Apply the dropout masks held in the workspace (drawn beforehand with
+        :func:`draw_masks`): the loss and gradients of that thinned network.
 
     Returns
     -------
@@ -350,29 +494,28 @@ def loss_and_gradients(
         Gradients, shaped like ``coefs`` and ``intercepts``.
     """
     n = X.shape[0]
+    layers = as_layers(layers, _n_hidden(coefs))
     if workspace is None:
         units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
-        workspace = Workspace(
-            units, n, coefs[0].dtype, keep_Z=needs_pre_activations(activation),
-            scratch_dtype=getattr(activation, "_scratch_dtype", None),
-        )
-    Z, A, deltas, scratch = workspace.rows(n)
+        workspace = Workspace(units, n, coefs[0].dtype, layers)
+    buffers = workspace.rows(n)
     weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
-    raw = forward(coefs, intercepts, X, activation, Z, A)
+    raw = forward(coefs, intercepts, X, layers, buffers.Z, buffers.A,
+                  **(dict(mask=buffers.mask, out=buffers.out) if dropout else {}))
     # The raw output is not needed after the loss: its buffer takes the delta.
     value = loss._loss_and_delta(Y, raw, sample_weight, weight_sum, out=raw)
     l2 = float(alpha) / weight_sum
     if l2:
         value += 0.5 * l2 * squared_weight_norm(coefs)
     backward(
-        coefs, X, Z, A, raw, deltas, activation, l2,
-        workspace.coef_grads, workspace.intercept_grads, scratch,
-        workspace.penalty_block() if l2 else None,
+        coefs, X, buffers, raw, layers, l2,
+        workspace.coef_grads, workspace.intercept_grads,
+        workspace.penalty_block() if l2 else None, dropout,
     )
     return value, workspace.coef_grads, workspace.intercept_grads
 
 
-def predict_raw(coefs, intercepts, X, activation, n_layers=None):
+def predict_raw(coefs, intercepts, X, layers, n_layers=None):
     """Raw outputs (or hidden activations) in chunks of bounded memory.
 
     Parameters
@@ -381,8 +524,9 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
         Weights and biases.
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Input.
-    activation : Activation
-        Hidden activation.
+    layers : sequence of Layer, or Activation
+        The hidden layers (an :class:`Activation`: that one in every layer);
+        dropout does not apply.
     n_layers : int, default=None
         Stop after this many weight layers: ``len(coefs) - 1`` returns the last
         hidden layer's activations. ``None`` returns the raw output.
@@ -399,6 +543,7 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
         prediction is never NaN or inf.
     """
     n_layers = len(coefs) if n_layers is None else n_layers
+    layers = as_layers(layers, _n_hidden(coefs))
     widths = [W.shape[1] for W in coefs[:n_layers]]
     dtype = coefs[0].dtype
     n_samples = X.shape[0]
@@ -415,7 +560,7 @@ def predict_raw(coefs, intercepts, X, activation, n_layers=None):
         # Pre-activations are not needed for prediction: compute in place.
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             result = forward(
-                coefs, intercepts, X[rows], activation, views, views, n_layers
+                coefs, intercepts, X[rows], layers, views, views, n_layers
             )
         # Checked per chunk, so the check's mask stays chunk-sized too.
         if not np.isfinite(result).all():

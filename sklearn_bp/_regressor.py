@@ -25,29 +25,55 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         Width of each hidden layer. ``()`` gives a linear model.
-    activation : str or Activation, default="relu"
+    activation : str, Activation or sequence of them, default="relu"
         Hidden-layer activation: ``"identity"``, ``"logistic"`` (alias
         ``"sigmoid"``), ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"elu"``,
-        ``"softplus"``, or an :class:`~sklearn_bp.activations.Activation`.
+        ``"softplus"``, or an :class:`~sklearn_bp.activations.Activation`; or a
+        sequence of these, one per hidden layer (names and instances mixed).
+    dropout : float or sequence of float, default=0.0
+        Probability, in ``[0, 1)``, of zeroing each hidden unit's output in a
+        training step (inverted dropout: kept outputs are scaled by ``1 / (1 -
+        dropout)``); a float for every hidden layer or one rate per hidden
+        layer. Training only: predictions, ``transform`` and the
+        early-stopping score use the whole network. Masks are drawn from
+        ``random_state``. Not with ``optimizer="lbfgs"``.
+    weight_init : str or callable, default="glorot_uniform"
+        Initial weights: ``"glorot_uniform"`` (MLP's draw, bit for bit: weights
+        and biases uniform in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for
+        logistic and 6 otherwise), ``"glorot_normal"``, ``"he_uniform"``,
+        ``"he_normal"``, ``"lecun_uniform"``, ``"lecun_normal"``,
+        ``"orthogonal"`` (``torch.nn.init`` formulas), or a callable
+        ``(fan_in, fan_out, rng, dtype) -> array of shape (fan_in, fan_out)``.
+        All but ``"glorot_uniform"`` start the biases at zero.
     loss : str or Loss, default="squared_error"
         ``"squared_error"`` (``0.5 * mean((y - raw) ** 2)``), ``"absolute_error"``,
         ``"huber"`` (``delta=1``), ``"poisson"`` (log link, non-negative ``y``),
         or a :class:`~sklearn_bp.losses.Loss` instance.
     optimizer : str, Optimizer or LBFGS, default="adam"
-        ``"sgd"``, ``"adam"``, ``"rmsprop"``, an
+        ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, an
         :class:`~sklearn_bp.optimizers.Optimizer` instance, whose own
         hyper-parameters are nested parameters (``optimizer__beta_1``), or
         ``"lbfgs"`` / :class:`~sklearn_bp.optimizers.LBFGS` for full-batch
         L-BFGS (MLP's ``solver="lbfgs"``; no ``partial_fit`` then).
     learning_rate_init : float, default=0.001
         Initial learning rate.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Learning-rate schedule, for every optimizer (see
-        :class:`BackpropClassifier`).
+    learning_rate : {"constant", "invscaling", "adaptive"} or Schedule, \
+            default="constant"
+        Learning-rate schedule, for every optimizer: MLP's names or a
+        :class:`~sklearn_bp.schedules.Schedule` instance (``StepDecay``,
+        ``ExponentialDecay``, ``Cosine``, ``OneCycle`` or your own), whose
+        hyper-parameters are nested parameters (``learning_rate__gamma``); see
+        :class:`BackpropClassifier` and :mod:`sklearn_bp.schedules`.
     power_t : float, default=0.5
-        Exponent of the ``"invscaling"`` schedule.
+        Exponent of the ``"invscaling"`` schedule (an
+        :class:`~sklearn_bp.schedules.InvScaling` instance has its own).
     alpha : float, default=0.0001
         Strength of the L2 penalty on the weights.
+    clip_grad_norm : float or None, default=None
+        Clip the global L2 norm of all gradients (the ``alpha`` term included)
+        to this value before each step, as
+        ``torch.nn.utils.clip_grad_norm_`` does; ``None``: no clipping. Not
+        with ``optimizer="lbfgs"``.
     batch_size : int or "auto", default="auto"
         Mini-batch size; ``"auto"`` means ``min(200, n_samples)``.
     max_iter : int, default=200
@@ -59,7 +85,8 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
     shuffle : bool, default=True
         Whether to shuffle the samples in each epoch.
     random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, the shuffling and the validation split.
+        Seeds the weight initialisation, the shuffling, the validation split
+        and the dropout masks.
     tol : float, default=1e-4
         Minimum improvement of the loss (or validation score) that counts;
         with ``optimizer="lbfgs"``, also scipy's ``gtol`` (as in MLP).
@@ -145,12 +172,15 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         hidden_layer_sizes=(100,),
         activation="relu",
         *,
+        dropout=0.0,
+        weight_init="glorot_uniform",
         loss="squared_error",
         optimizer="adam",
         learning_rate_init=0.001,
         learning_rate="constant",
         power_t=0.5,
         alpha=0.0001,
+        clip_grad_norm=None,
         batch_size="auto",
         max_iter=200,
         max_fun=15000,
@@ -164,10 +194,11 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         verbose=False,
     ):
         super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, loss=loss,
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            dropout=dropout, weight_init=weight_init, loss=loss,
             optimizer=optimizer, learning_rate_init=learning_rate_init,
             learning_rate=learning_rate, power_t=power_t, alpha=alpha,
-            batch_size=batch_size, max_iter=max_iter, max_fun=max_fun,
+            clip_grad_norm=clip_grad_norm, batch_size=batch_size, max_iter=max_iter, max_fun=max_fun,
             shuffle=shuffle, random_state=random_state, tol=tol,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, warm_start=warm_start,

@@ -51,7 +51,9 @@ class StochasticSolver:
     ----------
     coefs, intercepts : list of ndarray
         Live parameters, updated in place.
-    activation, loss, optimizer : component instances
+    layers : list of Layer
+        The hidden layers (activations, dropout rates).
+    loss, optimizer : component instances
         Resolved private components.
     optimizer_state : dict
         The optimizer's state, updated in place.
@@ -63,6 +65,10 @@ class StochasticSolver:
         Whether to visit the rows in a new random order each epoch.
     rng : numpy.random.RandomState
         Source of the shuffling order.
+    dropout_rng : numpy.random.Generator, default=None
+        Source of the dropout masks (needed when a layer has dropout).
+    clip_grad_norm : float, default=None
+        Largest global gradient norm (``None``: no clipping).
     """
 
     #: what an iteration is called in messages and callbacks
@@ -71,12 +77,14 @@ class StochasticSolver:
     #: (MLP's stochastic solvers)
     stepwise = True
 
-    def __init__(self, coefs, intercepts, *, activation, loss, optimizer,
-                 optimizer_state, alpha, batch_size, shuffle, rng):
+    def __init__(self, coefs, intercepts, *, layers, loss, optimizer,
+                 optimizer_state, alpha, batch_size, shuffle, rng, dropout_rng=None,
+                 clip_grad_norm=None):
         self.coefs = coefs
         self.intercepts = intercepts
-        self.components = dict(activation=activation, loss=loss, optimizer=optimizer,
-                               optimizer_state=optimizer_state, alpha=alpha)
+        self.components = dict(layers=layers, loss=loss, optimizer=optimizer,
+                               optimizer_state=optimizer_state, alpha=alpha,
+                               dropout_rng=dropout_rng, clip_grad_norm=clip_grad_norm)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rng = rng
@@ -96,10 +104,10 @@ class StochasticSolver:
                 UserWarning,
             )
             self.batch_size = n_samples
-        activation = self.components["activation"]
+        layers = self.components["layers"]
         self.step = Step(
             self.coefs, self.intercepts, **self.components,
-            workspace=workspace_for(self.coefs, activation, self.batch_size, workspace),
+            workspace=workspace_for(self.coefs, layers, self.batch_size, workspace),
         )
         return self
 
@@ -247,8 +255,10 @@ class LBFGSSolver:
     ----------
     coefs, intercepts : list of ndarray
         Live parameters, set to the solution in place.
-    activation, loss : component instances
-        Resolved private components.
+    layers : list of Layer
+        The hidden layers (no dropout: L-BFGS needs a deterministic objective).
+    loss : Loss
+        Resolved private loss.
     spec : sklearn_bp.optimizers.LBFGS
         History size and line-search limit.
     alpha : float
@@ -266,12 +276,12 @@ class LBFGSSolver:
     #: stopping is on), as with MLP's solver="lbfgs"
     stepwise = False
 
-    def __init__(self, coefs, intercepts, *, activation, loss, spec, alpha, max_fun,
+    def __init__(self, coefs, intercepts, *, layers, loss, spec, alpha, max_fun,
                  tol, workspace=None):
         self.coefs = coefs
         self.intercepts = intercepts
         self.params = list(coefs) + list(intercepts)
-        self.activation = activation
+        self.layers = layers
         self.loss = loss
         self.spec = spec
         self.alpha = float(alpha)
@@ -282,7 +292,7 @@ class LBFGSSolver:
 
     def run(self, X, Y, sample_weight, *, max_iter, hooks):
         """Up to ``max_iter`` L-BFGS iterations; the :class:`Outcome`."""
-        self.workspace = workspace_for(self.coefs, self.activation, X.shape[0],
+        self.workspace = workspace_for(self.coefs, self.layers, X.shape[0],
                                        self.workspace)
         Y = Y.astype(self.coefs[0].dtype, copy=False)
         self._iterate = pack(self.params)
@@ -326,7 +336,7 @@ class LBFGSSolver:
             with np.errstate(over="ignore", invalid="ignore"):
                 value, coef_grads, intercept_grads = loss_and_gradients(
                     self.coefs, self.intercepts, X, Y, sample_weight,
-                    self.activation, self.loss, self.alpha, self.workspace,
+                    self.layers, self.loss, self.alpha, self.workspace,
                 )
                 grads = coef_grads + intercept_grads
                 if not (np.isfinite(value) and all_finite(grads)):

@@ -15,7 +15,15 @@ import numpy as np
 
 from ._flat import flat_base, packed_copy
 from ._fused import FusedStep, fusable, single_threaded_blas, thread_budget
-from ._network import Workspace, loss_and_gradients, needs_pre_activations
+from ._network import (
+    Workspace,
+    as_layers,
+    clip_factor,
+    draw_masks,
+    loss_and_gradients,
+    squared_norm,
+    workspace_key,
+)
 from .optimizers import BUILTIN_OPTIMIZERS
 
 
@@ -67,18 +75,17 @@ def _loss_message(value, where):
     )
 
 
-def workspace_for(coefs, activation, n_rows, workspace=None):
+def workspace_for(coefs, layers, n_rows, workspace=None):
     """``workspace`` if it fits this network and batch size, else a new one."""
     units = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
     dtype = coefs[0].dtype
-    keep_Z = needs_pre_activations(activation)
-    scratch_dtype = getattr(activation, "_scratch_dtype", None)
+    layers = as_layers(layers, len(coefs) - 1)
     if (
         workspace is None
         or workspace.n_rows != n_rows
-        or not workspace.matches(units, dtype, keep_Z, scratch_dtype)
+        or workspace.key != workspace_key(units, dtype, layers)
     ):
-        workspace = Workspace(units, n_rows, dtype, keep_Z, scratch_dtype)
+        workspace = Workspace(units, n_rows, dtype, layers)
     return workspace
 
 
@@ -89,7 +96,9 @@ class Step:
     ----------
     coefs, intercepts : list of ndarray
         Live parameters, updated in place.
-    activation, loss, optimizer : component instances
+    layers : list of Layer
+        The hidden layers (activations, dropout rates).
+    loss, optimizer : component instances
         Resolved private components.
     optimizer_state : dict
         The optimizer's state, updated in place.
@@ -97,14 +106,22 @@ class Step:
         L2 penalty.
     workspace : Workspace
         Per-batch buffers.
+    dropout_rng : numpy.random.Generator, default=None
+        Source of the dropout masks (needed when a layer has dropout).
+    clip_grad_norm : float, default=None
+        Largest global L2 norm of the gradients (``None``: no clipping).
     """
 
-    def __init__(self, coefs, intercepts, *, activation, loss, optimizer,
-                 optimizer_state, alpha, workspace):
+    def __init__(self, coefs, intercepts, *, layers, loss, optimizer,
+                 optimizer_state, alpha, workspace, dropout_rng=None,
+                 clip_grad_norm=None):
         self.coefs = coefs
         self.intercepts = intercepts
         self.params = list(coefs) + list(intercepts)
-        self.activation = activation
+        self.layers = layers
+        self.dropout = any(layer.dropout for layer in layers)
+        self.dropout_rng = dropout_rng
+        self.clip_grad_norm = clip_grad_norm
         self.loss = loss
         self.optimizer = optimizer
         self.optimizer_state = optimizer_state
@@ -140,10 +157,11 @@ class Step:
         if self._fused is None:
             self._fused = FusedStep(
                 self.coefs, self.intercepts, self.previous,
-                activation=self.activation, loss=self.loss,
+                layers=self.layers, loss=self.loss,
                 optimizer=self.optimizer, optimizer_state=self.optimizer_state,
                 alpha=self.alpha, workspace=self.workspace,
-                n_threads=thread_budget(),
+                n_threads=thread_budget(), dropout=self.dropout,
+                clip_grad_norm=self.clip_grad_norm,
             )
         if self._fused.threads.n_threads > 1:
             return single_threaded_blas()
@@ -170,6 +188,11 @@ class Step:
         # RuntimeWarnings on the way there would only be noise. (One errstate
         # for the whole step: entering one costs as much as a small ufunc.)
         with np.errstate(over="ignore", invalid="ignore"):
+            if self.dropout:
+                # once per batch: the generic step, if it takes over from the
+                # fused one, sees the same masks
+                draw_masks(self.workspace.rows(X.shape[0]), self.layers,
+                           self.dropout_rng)
             if self._fused is not None:
                 # None: the gradients could not be proven finite without
                 # computing them; nothing was changed, the generic step decides.
@@ -191,7 +214,7 @@ class Step:
     def _generic(self, X, Y, sample_weight, lr, where):
         value, coef_grads, intercept_grads = loss_and_gradients(
             self.coefs, self.intercepts, X, Y, sample_weight,
-            self.activation, self.loss, self.alpha, self.workspace,
+            self.layers, self.loss, self.alpha, self.workspace, self.dropout,
         )
         grads = coef_grads + intercept_grads
         if self._grads_flat is None:
@@ -199,6 +222,11 @@ class Step:
             self._grads_flat = grads if flat is None else [flat]
         if not np.isfinite(value) or not all_finite(self._grads_flat):
             self._fail(_loss_message(value, where), sample_weight, lr)
+        if self.clip_grad_norm is not None:
+            factor = clip_factor(squared_norm(self._grads_flat), self.clip_grad_norm)
+            if factor < 1.0:
+                for g in self._grads_flat:
+                    g *= factor
         try:
             finite = self._update(grads, lr)
         except BaseException:

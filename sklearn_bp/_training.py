@@ -28,10 +28,6 @@ __all__ = ["DivergenceError", "History", "Monitor", "Plan", "train"]
 
 CONTINUE, LOWER_LR, STOP = "continue", "lower_lr", "stop"
 
-# The adaptive schedule stops once the learning rate would fall below this
-# (MLPClassifier's threshold).
-MIN_ADAPTIVE_LR = 1e-6
-
 
 class Monitor:
     """End-of-iteration bookkeeping: improvement, stopping and learning rate.
@@ -39,29 +35,38 @@ class Monitor:
     Follows MLPClassifier's rules: an iteration "does not improve" when the
     training loss is not below ``best_loss - tol`` (or, with early stopping, the
     validation score not above ``best_score + tol``); after more than
-    ``n_iter_no_change`` such iterations in a row, training stops, or with the
-    ``"adaptive"`` schedule the learning rate is divided by 5 (and training
-    stops once it is below 1e-6). ``n_iter_no_change=np.inf`` never stops.
+    ``n_iter_no_change`` such iterations in a row the schedule's
+    ``on_plateau`` decides: stop (every built-in but ``"adaptive"``), or go on
+    at another rate. ``n_iter_no_change=np.inf`` never stops.
+
+    The monitor is the schedule's state: the epoch count and the current rate
+    (the estimator keeps it between ``partial_fit`` calls; the schedule spec
+    stays stateless).
 
     Parameters
     ----------
     tol : float
     n_iter_no_change : int or float
     early_stopping : bool
-    schedule : {"constant", "invscaling", "adaptive"}
+    schedule : sklearn_bp.schedules.Schedule
+        A private, validated instance.
     learning_rate_init : float
-    power_t : float
+    max_iter : int
+        The estimator's ``max_iter``: the default length of a schedule.
+    samples_seen : int, default=0
+        ``t_`` before this fit (a warm start continues it).
     """
 
     def __init__(self, *, tol, n_iter_no_change, early_stopping, schedule,
-                 learning_rate_init, power_t):
+                 learning_rate_init, max_iter, samples_seen=0):
         self.tol = float(tol)
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.schedule = schedule
         self.learning_rate_init = float(learning_rate_init)
-        self.power_t = float(power_t)
-        self.learning_rate = self.learning_rate_init
+        self.max_iter = int(max_iter)
+        self.epoch = 0  # of the schedule: the next iteration's number
+        self.learning_rate = self._scheduled(self.learning_rate_init, samples_seen)
         self.no_improvement_count = 0
         self.best_loss = np.inf
         self.best_validation_score = -np.inf
@@ -94,15 +99,39 @@ class Monitor:
             improved = False
             if self._count(-train_loss, -self.best_loss):
                 self.best_loss = train_loss
-        if self.schedule == "invscaling":
-            self.learning_rate = self.learning_rate_init / (t + 1) ** self.power_t
+        self.epoch += 1
+        self.learning_rate = self._scheduled(self.learning_rate, t)
         if self.no_improvement_count <= self.n_iter_no_change:
             return CONTINUE, improved
         self.no_improvement_count = 0
-        if self.schedule == "adaptive" and self.learning_rate > MIN_ADAPTIVE_LR:
-            self.learning_rate /= 5.0
-            return LOWER_LR, improved
-        return STOP, improved
+        lowered = self.schedule.on_plateau(self.learning_rate)
+        if lowered is None:
+            return STOP, improved
+        self.learning_rate = self._checked(lowered, "on_plateau")
+        return LOWER_LR, improved
+
+    def _scheduled(self, last_rate, samples_seen):
+        rate = self.schedule.rate(
+            self.epoch, last_rate=last_rate,
+            learning_rate_init=self.learning_rate_init, max_iter=self.max_iter,
+            samples_seen=samples_seen,
+        )
+        return self._checked(rate, "rate")
+
+    def _checked(self, rate, method):
+        # A Python float: a numpy scalar would turn float32 updates into
+        # float64 ones.
+        try:
+            value = float(rate)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not (math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"learning_rate={self.schedule!r} returned {rate!r} from "
+                f"{method}() for epoch {self.epoch}: a learning rate must be a "
+                "finite number >= 0."
+            )
+        return value
 
     def carry_over(self, previous):
         """Continue ``previous``'s bests and count (a warm start)."""
@@ -142,8 +171,10 @@ class Plan:
 
     Attributes
     ----------
-    loss, activation : component instances
-        For the held-out loss and forward pass.
+    loss : Loss
+        For the held-out loss.
+    layers : list of Layer
+        The hidden layers, for the held-out forward pass (no dropout).
     score : callable
         ``score(raw, Y, sample_weight) -> float``, the held-out score (accuracy
         or R^2) from raw outputs: passed down by the estimator.
@@ -162,7 +193,7 @@ class Plan:
     """
 
     loss: object
-    activation: object
+    layers: object
     score: object
     max_iter: int
     early_stopping: bool = False
@@ -328,7 +359,7 @@ class _Loop:
             return None
         X_val, Y_val, sw_val = self.validation
         try:
-            raw = predict_raw(self.coefs, self.intercepts, X_val, self.plan.activation)
+            raw = predict_raw(self.coefs, self.intercepts, X_val, self.plan.layers)
             score = self.plan.score(raw, Y_val, sw_val)
             loss = self.plan.loss.loss(Y_val, raw, sw_val)
         except ValueError as exc:  # predict_raw's overflow

@@ -17,7 +17,7 @@ from _helpers import quiet_fit as _fit
 from scipy import sparse
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
-from sklearn_bp._network import Workspace, init_params, needs_pre_activations
+from sklearn_bp._network import Layer, Workspace, init_params
 from sklearn_bp._solvers import StochasticSolver
 from sklearn_bp.activations import get_activation
 from sklearn_bp.losses import get_loss
@@ -193,13 +193,8 @@ def test_float32_training_computes_in_float32(act_id, loss_id, opt_id, sample_we
     units = [X.shape[1], 6, 4, Y.shape[1]]
     coefs, intercepts = init_params(units, activation, 0, np.float32)
     state = optimizer.init_state(coefs + intercepts)
-    workspace = Workspace(
-        units,
-        8,
-        np.float32,
-        needs_pre_activations(activation),
-        getattr(activation, "_scratch_dtype", None),
-    )
+    layers = [Layer(activation)] * (len(units) - 2)
+    workspace = Workspace(units, 8, np.float32, layers)
     owners = {}
     coefs, intercepts = _spied(coefs, owners), _spied(intercepts, owners)
     state = _spied(state, owners)
@@ -207,7 +202,7 @@ def test_float32_training_computes_in_float32(act_id, loss_id, opt_id, sample_we
     solver = StochasticSolver(
         coefs,
         intercepts,
-        activation=activation,
+        layers=layers,
         loss=loss,
         optimizer=optimizer,
         optimizer_state=state,
@@ -220,7 +215,7 @@ def test_float32_training_computes_in_float32(act_id, loss_id, opt_id, sample_we
     buffers = workspace.Z + workspace.A + workspace.delta
     for b in buffers + workspace.coef_grads + workspace.intercept_grads:
         assert b.dtype == np.float32
-    for b in workspace.scratch:  # the ReLU's scratch is a boolean mask
+    for b in workspace.rows(8).scratch:  # the ReLU's scratch is a boolean mask
         assert b.dtype in (np.float32, np.bool_)
     X, Y = X.view(Float64Spy), np.asarray(Y, dtype=np.float32).view(Float64Spy)
     weights = sw.view(Float64Spy) if sample_weight else None

@@ -374,7 +374,7 @@ def test_clone_carries_no_fitted_or_optimizer_state(Estimator, data, request):
     assert cloned.optimizer is not spec
     assert cloned.optimizer == spec == Adam(beta_1=0.8)
     assert cloned.get_params()["optimizer__beta_1"] == 0.8
-    assert not vars(spec).keys() - {"beta_1", "beta_2", "epsilon"}
+    assert not vars(spec).keys() - set(spec.get_params())
     # a fitted clone starts afresh: identical to the original's first fit
     assert_same_params(
         cloned.fit(X, y), Estimator(**QUICK, optimizer=Adam(beta_1=0.8)).fit(X, y)

@@ -277,10 +277,10 @@ def test_interrupted_update_is_undone_whole(fused, where, monkeypatch):
     X, y = _data(np.float64)
     clf = _fit(BackpropClassifier(hidden_layer_sizes=(64, 48), max_iter=1,
                                   random_state=0), X, y)
-    trainer = Step(clf.coefs_, clf.intercepts_, activation=clf._activation,
+    trainer = Step(clf.coefs_, clf.intercepts_, layers=clf._layers,
                    loss=clf._loss, optimizer=clf._optimizer,
                    optimizer_state=clf._optimizer_state, alpha=clf.alpha,
-                   workspace=workspace_for(clf.coefs_, clf._activation, X.shape[0]))
+                   workspace=workspace_for(clf.coefs_, clf._layers, X.shape[0]))
     Y = clf._label_binarizer.transform(y).astype(np.float64)
     with threadpool_limits(limits=2, user_api="blas"):
         trainer.prepare(X)

@@ -124,7 +124,7 @@ def make_problem(activation_name, loss_case, variant, seed=0, hidden=HIDDEN):
         X=X,
         Y=Y,
         sample_weight=sample_weight,
-        activation=activation,
+        layers=activation,
         loss=loss,
         alpha=alpha,
     )
@@ -184,7 +184,7 @@ def test_problems_stay_away_from_loss_kinks():
         for case in ("absolute_error-3out", "huber-3out"):
             p = make_problem(act, case, "dense-nol2-nosw")
             _, raw = _hidden_pre_activations(
-                p["coefs"], p["intercepts"], p["X"], p["activation"]
+                p["coefs"], p["intercepts"], p["X"], p["layers"]
             )
             gap = np.abs(raw - p["Y"])
             assert gap.min() > KINK_MARGIN

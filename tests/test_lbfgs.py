@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
-from sklearn_bp._network import init_params
+from sklearn_bp._network import Layer, init_params
 from sklearn_bp._solvers import LBFGSSolver, pack
 from sklearn_bp.activations import Activation, get_activation
 from sklearn_bp.losses import SquaredError, get_loss
@@ -105,7 +105,7 @@ def test_multi_output_gradient_is_the_true_gradient():
     X, Y = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
     activation, loss = get_activation("tanh"), SquaredError()
     coefs, intercepts = init_params([4, 5, 3], activation, rng)
-    solver = LBFGSSolver(coefs, intercepts, activation=activation, loss=loss,
+    solver = LBFGSSolver(coefs, intercepts, layers=[Layer(activation)], loss=loss,
                          spec=LBFGS(), alpha=1e-2, max_fun=10, tol=0.0)
     from sklearn_bp._step import workspace_for
 

@@ -427,7 +427,7 @@ def test_custom_components_gradients_match_finite_differences(
         X=X,
         Y=Y,
         sample_weight=sample_weight,
-        activation=activation,
+        layers=activation,
         loss=loss,
         alpha=0.1,
     )
