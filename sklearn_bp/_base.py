@@ -29,10 +29,10 @@ from sklearn.utils.validation import (
 
 from . import _network
 from ._callbacks import CallbackSupportMixin, Listeners
-from ._solvers import LBFGSSolver, StochasticSolver
-from ._training import History, Monitor, Plan, train
 from ._init import WEIGHT_INITS, get_weight_init
+from ._solvers import LBFGSSolver, StochasticSolver
 from ._spec import resolve
+from ._training import History, Monitor, Plan, train
 from .activations import ACTIVATIONS, Activation
 from .optimizers import LBFGS, OPTIMIZERS, SOLVERS, Optimizer, get_optimizer
 from .schedules import SCHEDULES, Constant, Schedule, get_schedule
@@ -189,6 +189,11 @@ def _is_sequence(value):
     return isinstance(value, (list, tuple, np.ndarray))
 
 
+def _entry(name, i, value):
+    """How an error names a hidden layer's entry of parameter ``name``."""
+    return f"{name}[{i}]" if _is_sequence(value) else name
+
+
 def _hidden_layers(activation, dropout, n_hidden):
     """The hidden :class:`~sklearn_bp._network.Layer` s for the estimator's
     ``activation`` and ``dropout`` parameters."""
@@ -197,9 +202,8 @@ def _hidden_layers(activation, dropout, n_hidden):
     return [
         _network.Layer(
             resolve(spec, registry=ACTIVATIONS, base=Activation,
-                    param_name=f"activation[{i}]" if _is_sequence(activation)
-                    else "activation"),
-            _dropout_rate(rate, f"dropout[{i}]" if _is_sequence(dropout) else "dropout"),
+                    param_name=_entry("activation", i, activation)),
+            _dropout_rate(rate, _entry("dropout", i, dropout)),
         )
         for i, (spec, rate) in enumerate(zip(activations, rates, strict=True))
     ]
@@ -380,7 +384,8 @@ class BaseBackprop(
         rng = check_random_state(self.random_state)
         self._prepare_parameters(X.shape[1], Y.shape[1], first_call, rng, X.dtype)
         history = self._history(first_call, incremental)
-        solver = self._solver(rng, incremental, self._dropout_generator(rng, incremental))
+        dropout_rng = self._dropout_generator(rng, incremental)
+        solver = self._solver(rng, incremental, dropout_rng)
         monitor = self._monitor_for(solver, incremental)
         plan = self._plan(solver, rng, incremental)
         listeners = Listeners(self, plan.max_iter, task_name=plan.unit)
@@ -478,7 +483,8 @@ class BaseBackprop(
             return None
         if not incremental or getattr(self, "_dropout_rng", None) is None:
             # (drawn only with dropout: without it, the shuffles stay MLP's)
-            self._dropout_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+            seed = rng.randint(np.iinfo(np.int32).max)
+            self._dropout_rng = np.random.default_rng(seed)
         return self._dropout_rng
 
     def _solver(self, rng, incremental, dropout_rng):

@@ -159,8 +159,8 @@ class Workspace:
         self.key = workspace_key(layer_units, dtype, layers)
         self.Z = [np.empty((n_rows, w), dtype=dtype) for w in widths]
         self.A = [
-            np.empty((n_rows, w), dtype=dtype) if needs_pre_activations(layer.activation)
-            else Z
+            np.empty((n_rows, w), dtype=dtype)
+            if needs_pre_activations(layer.activation) else Z
             for w, layer, Z in zip(hidden, layers, self.Z, strict=False)
         ]
         self.delta = [np.empty((n_rows, w), dtype=dtype) for w in hidden]

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.special import expit, softmax
+from scipy.special import softmax
 from sklearn.datasets import load_digits, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -391,8 +391,10 @@ class _PlainSGD(Optimizer):
 
 
 _CLIP_CASES = {
-    "sgd-nesterov": (SGD(momentum=0.9, nesterov=True), 0.05,
-                     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
+    "sgd-nesterov": (
+        SGD(momentum=0.9, nesterov=True), 0.05,
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    ),
     "adam": (Adam(), 0.01, lambda p: torch.optim.Adam(p, lr=0.01)),
     "user-sgd": (_PlainSGD(), 0.05, lambda p: torch.optim.SGD(p, lr=0.05)),
 }
