@@ -250,6 +250,12 @@ def test_adaptive_instance_parameters(reg_data, recorded):
     expected = np.repeat([LR0, LR0 / 10, LR0 / 100, LR0 / 1000], [4, 3, 3, 3])
     np.testing.assert_array_equal(rates, expected)
     assert est.n_iter_ == 13  # stops at the plateau reached with 5e-5 <= min_lr
+    # a plateau reached exactly at min_lr stops too (MLP's <=)
+    RecordingSGD.lrs.clear()
+    est.set_params(learning_rate=Adaptive(divisor=2.0, min_lr=LR0 / 4)).fit(X, y)
+    np.testing.assert_array_equal(
+        _epoch_rates(recorded), np.repeat([LR0, LR0 / 2, LR0 / 4], [4, 3, 3])
+    )
 
 
 # -- stopping: the new schedules stop as "constant" does --------------------------
