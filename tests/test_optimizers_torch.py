@@ -337,6 +337,8 @@ def fused_step(monkeypatch):
         (10, "dense", False, "generic"),
         (10, "csr", True, "generic"),
         (10, "dense", True, "fused"),
+        (10, "dense", True, "generic+clip"),
+        (10, "dense", True, "fused+clip"),
     ],
 )
 @pytest.mark.parametrize("case", OPTIMIZER_CASES)
@@ -347,8 +349,12 @@ def test_estimator_epochs_equal_torch_training(
     # the same batches in order, MLP's L2 term per batch (scaled by the batch's
     # sum of sample weights), one optimizer step each; by the generic step
     # and by the fused one (which calls the optimizers' block kernels on
-    # chunks of the parameters, from two threads).
+    # chunks of the parameters, from two threads). With clipping, torch's
+    # order: the gradient (L2 term included) is clipped, then the optimizer
+    # adds its coupled weight decay.
     spec, torch_cls, torch_kwargs, lr = OPTIMIZER_CASES[case]
+    path, _, clip = path.partition("+")
+    max_norm = 0.05 if clip else None
     if path == "generic":
         request.getfixturevalue("generic_step")
     else:
@@ -369,6 +375,7 @@ def test_estimator_epochs_equal_torch_training(
         shuffle=False,
         tol=0.0,
         n_iter_no_change=n_epochs,
+        clip_grad_norm=max_norm,
         random_state=0,
     )
     with warnings.catch_warnings():
@@ -383,6 +390,7 @@ def test_estimator_epochs_equal_torch_training(
     torch_params = [torch.tensor(p, requires_grad=True) for p in coefs + intercepts]
     optimizer = torch_cls(torch_params, lr=lr, **torch_kwargs)
     Xt, yt, swt = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(sw)
+    n_clipped = 0
     for _ in range(n_epochs):
         for rows in gen_batches(len(X), batch_size):
             A = Xt[rows]
@@ -398,8 +406,12 @@ def test_estimator_epochs_equal_torch_training(
             value = 0.5 * (w * per_sample).sum() / w.sum() + penalty
             optimizer.zero_grad()
             value.backward()
+            if max_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(torch_params, max_norm)
+                n_clipped += bool(norm > max_norm)
             optimizer.step()
     assert reg.n_iter_ == n_epochs
+    assert n_clipped > 0 if clip else n_clipped == 0
     if path == "fused":
         assert fused_calls == {"fused": n_epochs * 3, "fallback": 0}
     for p, tp in zip(reg.coefs_ + reg.intercepts_, torch_params, strict=True):
