@@ -589,3 +589,122 @@ def test_base_class_methods():
                         samples_seen=0)
     assert Schedule().on_plateau(0.1) is None
     assert Constant().on_plateau(0.1) is None
+
+
+# -- every built-in through the same contract ------------------------------------
+
+BUILTINS = [Constant(), InvScaling(power_t=0.3), Adaptive(), StepDecay(step_size=2),
+            ExponentialDecay(gamma=0.7), Cosine(warmup=2, eta_min=1e-4),
+            OneCycle(three_phase=True)]
+
+
+def test_every_builtin_class_is_in_the_table():
+    from sklearn_bp import schedules
+
+    objects = [getattr(schedules, name) for name in schedules.__all__]
+    builtins = {c for c in objects if isinstance(c, type) and c is not Schedule}
+    assert builtins == {type(s) for s in BUILTINS}
+
+
+@pytest.mark.parametrize("schedule", BUILTINS, ids=repr)
+def test_builtin_contract(schedule, reg_data, recorded):
+    X, y = reg_data
+    before = (hash(schedule), repr(schedule), dict(vars(schedule)))
+    est = BackpropRegressor(**{**RECORD, "max_iter": 8}, learning_rate=schedule)
+    _quiet(est.fit, X, y)
+    for _ in range(3):
+        est.partial_fit(X, y)
+    rates = _epoch_rates(recorded)  # constant within each epoch
+    assert rates.shape == (11,)
+    assert all(type(lr) is float for lr in recorded)
+    assert np.all(np.isfinite(rates)) and np.all(rates >= 0)
+    assert (hash(schedule), repr(schedule), dict(vars(schedule))) == before
+    # keyword-only hyper-parameters, stored under their names: repr rebuilds it
+    namespace = {type(schedule).__name__: type(schedule)}
+    assert eval(repr(schedule), namespace) == schedule
+    assert pickle.loads(pickle.dumps(schedule)) == schedule
+    assert clone(est).learning_rate == schedule
+    # the same fit twice: the same rates (nothing carried on the spec)
+    RecordingSGD.lrs.clear()
+    _quiet(clone(est).fit, X, y)
+    np.testing.assert_array_equal(_epoch_rates(recorded), rates[:8])
+
+
+# -- random settings against PyTorch (rate() alone, no fit) -----------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _our_rates(schedule, n, lr0):
+    return np.array([
+        schedule.rate(k, last_rate=None, learning_rate_init=lr0, max_iter=n,
+                      samples_seen=0)
+        for k in range(n)
+    ])
+
+
+LR0S = st.floats(1e-5, 10.0)
+
+
+@settings(deadline=None, max_examples=60)
+@given(n=st.integers(1, 40), pct_start=st.floats(0.0, 1.0), lr0=LR0S,
+       div_factor=st.floats(1.0, 1e3), final_div_factor=st.floats(1.0, 1e5),
+       anneal=st.sampled_from(["cos", "linear"]), three_phase=st.booleans())
+def test_onecycle_equals_torch_for_random_settings(n, pct_start, lr0, div_factor,
+                                                   final_div_factor, anneal,
+                                                   three_phase):
+    def scheduler(o):
+        return S.OneCycleLR(o, max_lr=lr0, total_steps=n, pct_start=pct_start,
+                            anneal_strategy=anneal, div_factor=div_factor,
+                            final_div_factor=final_div_factor,
+                            three_phase=three_phase, cycle_momentum=False)
+
+    try:
+        expected = _torch_rates(scheduler, n_epochs=n, lr=lr0)
+    except ZeroDivisionError:
+        assume(False)  # a phase of zero length: ours is tested on its own
+    ours = _our_rates(OneCycle(pct_start=pct_start, anneal_strategy=anneal,
+                               div_factor=div_factor,
+                               final_div_factor=final_div_factor,
+                               three_phase=three_phase), n, lr0)
+    np.testing.assert_allclose(ours, expected, rtol=RTOL, atol=1e-300)
+
+
+@settings(deadline=None, max_examples=60)
+@given(n=st.integers(1, 40), data=st.data(), lr0=LR0S,
+       eta_min=st.sampled_from([0.0, 1e-6, 1e-3]))
+def test_cosine_equals_torch_for_random_settings(n, data, lr0, eta_min):
+    warmup = data.draw(st.integers(0, n - 1), label="warmup")
+    if warmup:
+        def scheduler(o):
+            return S.SequentialLR(o, [
+                S.LinearLR(o, start_factor=1 / (warmup + 1), end_factor=1.0,
+                           total_iters=warmup),
+                S.CosineAnnealingLR(o, T_max=n - warmup, eta_min=eta_min),
+            ], milestones=[warmup])
+    else:
+        def scheduler(o):
+            return S.CosineAnnealingLR(o, T_max=n, eta_min=eta_min)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch's deprecation notes)
+        expected = _torch_rates(scheduler, n_epochs=n, lr=lr0)
+    ours = _our_rates(Cosine(warmup=warmup, eta_min=eta_min), n, lr0)
+    np.testing.assert_allclose(ours, expected, rtol=RTOL, atol=0)
+
+
+@settings(deadline=None, max_examples=60)
+@given(n=st.integers(1, 40), step_size=st.integers(1, 12),
+       gamma=st.floats(0.01, 1.0), lr0=LR0S)
+def test_decays_equal_torch_for_random_settings(n, step_size, gamma, lr0):
+    step = _torch_rates(lambda o: S.StepLR(o, step_size, gamma=gamma),
+                        n_epochs=n, lr=lr0)
+    exponential = _torch_rates(lambda o: S.ExponentialLR(o, gamma=gamma),
+                               n_epochs=n, lr=lr0)
+    np.testing.assert_allclose(
+        _our_rates(StepDecay(step_size=step_size, gamma=gamma), n, lr0), step,
+        rtol=RTOL, atol=0)
+    np.testing.assert_allclose(
+        _our_rates(ExponentialDecay(gamma=gamma), n, lr0), exponential,
+        rtol=RTOL, atol=0)
