@@ -344,6 +344,21 @@ def test_partial_fit_after_fit_continues_the_schedule(reg_data, recorded):
                                rtol=1e-15)
 
 
+def test_changing_the_schedule_between_partial_fit_calls_waits_for_fit(reg_data,
+                                                                     recorded):
+    # (MLP: the calls share one optimizer, its rate included)
+    X, y = reg_data
+    est = BackpropRegressor(**RECORD, learning_rate=ExponentialDecay(gamma=0.5))
+    est.partial_fit(X, y)
+    est.set_params(learning_rate="constant", learning_rate_init=1.0)
+    est.partial_fit(X, y)
+    est.partial_fit(X, y)
+    np.testing.assert_array_equal(_epoch_rates(recorded),
+                                  [LR0, LR0 * 0.5, LR0 * 0.25])
+    _quiet(est.set_params(max_iter=2).fit, X, y)  # a new fit: the new schedule
+    np.testing.assert_array_equal(_epoch_rates(recorded)[3:], [1.0, 1.0])
+
+
 def test_warm_start_runs_the_schedule_again(reg_data, recorded):
     X, y = reg_data
     est = BackpropRegressor(**{**RECORD, "max_iter": 6}, warm_start=True,
