@@ -10,13 +10,13 @@ this module. What is saved:
 * plain private state: numbers, strings, arrays and lists, tuples and dicts of
   them (the optimizer's moments and step count), scikit-learn objects and
   public component instances. The monitor (the stopping rule's counters and the
-  schedule's rate) and the dropout generator are saved as plain dicts.
+  schedule's epoch and rate) and the dropout generator are saved as plain dicts.
 
 Private machinery (the resolved copies of the components, the per-layer specs,
-workspaces, caches) is not saved: it is resolved again from the parameters on
-load, as ``fit`` resolves it. A loaded estimator therefore holds no object of a
-private class, and a skops file names only public types
-(:data:`sklearn_bp.TRUSTED_TYPES`). ``partial_fit`` after loading continues
+the monitor's schedule, workspaces, caches) is not saved: it is resolved again
+from the parameters on load, as ``fit`` resolves it. A loaded estimator
+therefore holds no object of a private class, and a skops file names only public
+types (:data:`sklearn_bp.TRUSTED_TYPES`). ``partial_fit`` after loading continues
 exactly where the saved estimator stood.
 
 Compatibility: the state carries ``STATE_VERSION``. A later release loads the
@@ -26,6 +26,7 @@ takes its default value.
 
 import importlib
 import inspect
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -135,8 +136,10 @@ def saved_state(estimator, state):
         if not name.startswith("_"):
             saved[name] = value  # a parameter or a public fitted attribute
         elif name == "_monitor":
+            # its counters and rate; its schedule is resolved again on load
             saved[name] = {
-                k: v for k, v in vars(value).items() if _saveable(v)
+                k: v for k, v in vars(value).items()
+                if _saveable(v) and not isinstance(v, Spec)
             }
         elif isinstance(value, np.random.Generator):
             saved[name] = {"generator": value.bit_generator.state}
@@ -189,11 +192,8 @@ def restore(estimator, state, set_attributes):
         return  # unfitted: nothing to rebuild
     _resolve_components(estimator)
     _repack(estimator)
-    if isinstance(monitor, Monitor):  # (an in-memory copy: deepcopy)
-        estimator._monitor = monitor
-    elif monitor is not None:
-        estimator._monitor = Monitor.__new__(Monitor)
-        vars(estimator._monitor).update(monitor)
+    if monitor is not None:
+        estimator._monitor = _monitor(estimator, monitor)
     if isinstance(generator, dict):
         generator = _generator(generator["generator"])
     if generator is not None:
@@ -207,6 +207,20 @@ def restore(estimator, state, set_attributes):
             # (the optimizer was changed after fitting: the next partial_fit
             # starts a fresh state, as it would have without saving)
             del estimator._optimizer_state
+
+
+def _monitor(estimator, counters):
+    """The estimator's monitor as a fit makes it, with the saved counters."""
+    from ._base import _uses_lbfgs
+
+    if isinstance(counters, Monitor):  # (written before this module existed)
+        return counters
+    # (a solver's only property the monitor depends on: whether it steps with
+    # a learning rate, so that the schedule applies)
+    solver = SimpleNamespace(stepwise=not _uses_lbfgs(estimator))
+    monitor = estimator._monitor_for(solver, incremental=False)
+    vars(monitor).update(counters)
+    return monitor
 
 
 def _generator(state):
