@@ -715,7 +715,7 @@ def parse_args(argv=None):
         default=None,
         help="comma-separated keys (default: all): " + ",".join(m.key for m in MODELS),
     )
-    p.add_argument("--max-rows", type=int, default=5000)
+    p.add_argument("--max-rows", type=int, default=4000)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument(
         "--grid-size",
