@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -27,13 +28,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _network
+from . import _network, _tabular
 from ._callbacks import CallbackSupportMixin, Listeners
-from ._init import WEIGHT_INITS, get_weight_init
+from ._init import WEIGHT_INITS, get_weight_init, glorot_uniform
 from ._solvers import LBFGSSolver, StochasticSolver
 from ._spec import resolve
 from ._training import History, Monitor, Plan, train
 from .activations import ACTIVATIONS, Activation
+from .embeddings import EMBEDDINGS, Embedding, get_embedding
 from .optimizers import LBFGS, OPTIMIZERS, SOLVERS, Optimizer, get_optimizer
 from .schedules import SCHEDULES, Constant, Schedule, get_schedule
 
@@ -137,7 +139,8 @@ def _check_param_names(estimator, params):
 
 
 def _check_architecture(coefs, layer_units):
-    current = [coefs[0].shape[0]] + [W.shape[1] for W in coefs]
+    # (the last axes: an ensemble's output layer is (k, fan_in, fan_out))
+    current = [coefs[0].shape[-2]] + [W.shape[-1] for W in coefs]
     if current != layer_units:
         raise ValueError(
             "The network's layer sizes changed from "
@@ -263,6 +266,9 @@ class BaseBackprop(
         "activation": [StrOptions(set(ACTIVATIONS)), Activation, "array-like"],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
         "weight_init": [StrOptions(set(WEIGHT_INITS)), callable],
+        "embedding": [None, StrOptions(set(EMBEDDINGS)), Embedding],
+        "ensemble_size": [Interval(Integral, 1, None, closed="left")],
+        "ensemble_type": [StrOptions({"tabm", "tabm-mini"})],
         "optimizer": [StrOptions(set(OPTIMIZERS) | set(SOLVERS)), Optimizer, LBFGS],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "learning_rate": [StrOptions(set(SCHEDULES)), Schedule],
@@ -289,15 +295,19 @@ class BaseBackprop(
     }
 
     @abstractmethod
-    def __init__(self, hidden_layer_sizes, activation, dropout, weight_init, loss,
-                 optimizer, learning_rate_init, learning_rate, power_t, alpha,
-                 clip_grad_norm, batch_size, max_iter, max_fun, shuffle,
-                 random_state, tol, n_iter_no_change, early_stopping,
-                 validation_fraction, warm_start, verbose):
+    def __init__(self, hidden_layer_sizes, activation, dropout, weight_init,
+                 embedding, ensemble_size, ensemble_type, loss, optimizer,
+                 learning_rate_init, learning_rate, power_t, alpha, clip_grad_norm,
+                 batch_size, max_iter, max_fun, shuffle, random_state, tol,
+                 n_iter_no_change, early_stopping, validation_fraction, warm_start,
+                 verbose):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.dropout = dropout
         self.weight_init = weight_init
+        self.embedding = embedding
+        self.ensemble_size = ensemble_size
+        self.ensemble_type = ensemble_type
         self.loss = loss
         self.optimizer = optimizer
         self.learning_rate_init = learning_rate_init
@@ -382,7 +392,7 @@ class BaseBackprop(
         # MLP's order of draws: a fresh generator per call, then the initial
         # weights, the held-out split, the shuffles.
         rng = check_random_state(self.random_state)
-        self._prepare_parameters(X.shape[1], Y.shape[1], first_call, rng, X.dtype)
+        self._prepare_parameters(X, Y.shape[1], first_call, rng)
         history = self._history(first_call, incremental)
         dropout_rng = self._dropout_generator(rng, incremental)
         solver = self._solver(rng, incremental, dropout_rng)
@@ -390,7 +400,7 @@ class BaseBackprop(
         plan = self._plan(solver, rng, incremental)
         listeners = Listeners(self, plan.max_iter, task_name=plan.unit)
         try:
-            train(plan, solver, self.coefs_ + self.intercepts_,
+            train(plan, solver, self._params(),
                   (X, Y, sample_weight, y, stratify), monitor=monitor,
                   history=history, listeners=listeners)
         finally:
@@ -407,25 +417,102 @@ class BaseBackprop(
                 sample_weight = _validated_weights(sample_weight, X, incremental)
         return X, y, sample_weight
 
-    def _prepare_parameters(self, n_features, n_outputs, first_call, rng, dtype):
+    def _prepare_parameters(self, X, n_outputs, first_call, rng):
         """Initialise the parameters (first call) or check their shapes."""
-        layer_units = [n_features, *_hidden_sizes(self.hidden_layer_sizes), n_outputs]
-        if first_call:
-            layers = self._layers
-            if not layers and not _is_sequence(self.activation):
-                # MLP: the one activation sets the output layer's bound too
-                layers = resolve(self.activation, registry=ACTIVATIONS,
-                                 base=Activation, param_name="activation")
-            self.coefs_, self.intercepts_ = _network.init_params(
-                layer_units, layers, rng, dtype, get_weight_init(self.weight_init)
+        hidden = _hidden_sizes(self.hidden_layer_sizes)
+        embedding = None if self.embedding is None else get_embedding(self.embedding)
+        if (embedding is not None or self.ensemble_size > 1) and sparse.issparse(X):
+            raise ValueError(
+                "embedding and ensemble_size > 1 need dense X; got a sparse matrix. "
+                "Convert it with X.toarray() (or densify in a Pipeline), or fit "
+                "without them."
             )
-            self.n_layers_ = len(layer_units)
-            self.n_outputs_ = n_outputs
-            for name in ("_optimizer_state", "_monitor", "_dropout_rng", "loss_", "t_",
-                         "n_iter_"):
-                self.__dict__.pop(name, None)
+        if not first_call:
+            net = self._tabular_net()
+            n_inputs = X.shape[1] if net is None else net.n_inputs
+            _check_architecture(self.coefs_, [n_inputs, *hidden, n_outputs])
+            self._check_tabular(embedding, net)
             return
-        _check_architecture(self.coefs_, layer_units)
+        net = _tabular.make_net(embedding, X, self.ensemble_size,
+                                self.ensemble_type == "tabm-mini", len(hidden))
+        layer_units = [X.shape[1] if net is None else net.n_inputs, *hidden, n_outputs]
+        layers = self._layers
+        if not layers and not _is_sequence(self.activation):
+            # MLP: the one activation sets the output layer's bound too
+            layers = resolve(self.activation, registry=ACTIVATIONS,
+                             base=Activation, param_name="activation")
+        weight_init = get_weight_init(self.weight_init)
+        for name in ("_optimizer_state", "_monitor", "_dropout_rng", "loss_", "t_",
+                     "n_iter_", "embedding_params_", "embedding_bins_",
+                     "ensemble_input_scales_", "ensemble_output_scales_"):
+            self.__dict__.pop(name, None)
+        self._net = net
+        self.n_layers_ = len(layer_units)
+        self.n_outputs_ = n_outputs
+        if net is None:
+            self.coefs_, self.intercepts_ = _network.init_params(
+                layer_units, layers, rng, X.dtype, weight_init
+            )
+            return
+        params = _tabular.init_params(
+            net, layer_units, weight_init or glorot_uniform,
+            _network.glorot_factors(layers, len(layer_units) - 1), rng, X.dtype,
+        )
+        self._set_params(net, params)
+
+    def _set_params(self, net, params):
+        """Store ``params`` (packed, see :mod:`sklearn_bp._tabular`) as the
+        fitted attributes."""
+        coefs, intercepts, embedding, r, s = net.split(params)
+        self.coefs_, self.intercepts_ = list(coefs), list(intercepts)
+        if net.embedding is not None:
+            self.embedding_params_ = embedding
+            if net.state is not None:
+                self.embedding_bins_ = list(net.state)
+        if net.ensemble:
+            self.ensemble_input_scales_, self.ensemble_output_scales_ = list(r), list(s)
+
+    def _params(self):
+        """Every trained array, in the order the solvers and the optimizer
+        state use: ``coefs_ + intercepts_`` then the tabular extras."""
+        params = self.coefs_ + self.intercepts_
+        if getattr(self, "embedding_params_", None) is not None:
+            params = params + list(self.embedding_params_.values())
+        return params + list(getattr(self, "ensemble_input_scales_", [])) + list(
+            getattr(self, "ensemble_output_scales_", []))
+
+    def _tabular_net(self):
+        """The fitted :class:`~sklearn_bp._tabular.TabularNet` (None for a plain
+        network), rebuilt from the parameters after loading."""
+        if "_net" not in self.__dict__:
+            embedding = (None if getattr(self, "embedding_params_", None) is None
+                         else get_embedding(self.embedding))
+            k = self.coefs_[-1].shape[0] if self.coefs_[-1].ndim == 3 else 1
+            if embedding is None and k == 1:
+                self._net = None
+            else:
+                self._net = _tabular.TabularNet(
+                    embedding, getattr(self, "embedding_bins_", None), k,
+                    len(getattr(self, "ensemble_output_scales_", [])) == 0,
+                    self.n_features_in_, len(self.coefs_) - 1,
+                    tuple(self.embedding_params_) if embedding is not None else (),
+                )
+        return self._net
+
+    def _check_tabular(self, embedding, net):
+        """warm_start and partial_fit keep the embedding and the ensemble."""
+        before = (None if net is None or net.embedding is None else net.embedding,
+                  1 if net is None else net.k,
+                  net is not None and net.ensemble and net.mini)
+        now = (embedding, self.ensemble_size,
+               self.ensemble_size > 1 and self.ensemble_type == "tabm-mini")
+        if before != now:
+            raise ValueError(
+                "embedding, ensemble_size and ensemble_type changed since the network "
+                f"was fitted (from {before} to {now}); warm_start and partial_fit "
+                "continue the existing parameters and need the same. Set "
+                "warm_start=False (or clone the estimator) to fit a new network."
+            )
 
     def _history(self, first_call, incremental):
         """Where this call's record starts: t_ and loss_curve_ accumulate,
@@ -467,7 +554,7 @@ class BaseBackprop(
 
     def _plan(self, solver, rng, incremental):
         return Plan(
-            loss=self._loss, layers=self._layers, score=self._score_raw,
+            loss=self._loss, forward=self._raw_output, score=self._score_raw,
             max_iter=1 if incremental else self.max_iter,
             early_stopping=self.early_stopping,
             validation_fraction=self.validation_fraction, rng=rng,
@@ -488,7 +575,9 @@ class BaseBackprop(
         return self._dropout_rng
 
     def _solver(self, rng, incremental, dropout_rng):
-        components = dict(layers=self._layers, loss=self._loss, alpha=self.alpha)
+        net = self._tabular_net()
+        components = dict(layers=self._layers, loss=self._loss, alpha=self.alpha,
+                          extras=self._params()[2 * len(self.coefs_):], tabular=net)
         if isinstance(self._optimizer, LBFGS):
             _check_deterministic(self)
             return LBFGSSolver(self.coefs_, self.intercepts_, spec=self._optimizer,
@@ -499,9 +588,7 @@ class BaseBackprop(
             or self._optimizer_kind is not type(self._optimizer)
         ):
             # fit, or a first partial_fit, or another kind of optimizer
-            self._optimizer_state = self._optimizer.init_state(
-                self.coefs_ + self.intercepts_
-            )
+            self._optimizer_state = self._optimizer.init_state(self._params())
             self._optimizer_kind = type(self._optimizer)
         return StochasticSolver(
             self.coefs_, self.intercepts_, optimizer=self._optimizer,
@@ -526,8 +613,25 @@ class BaseBackprop(
     # -- prediction -------------------------------------------------------------
 
     def _forward(self, X):
-        """Raw network output for validated ``X``, computed in chunks."""
-        return _network.predict_raw(self.coefs_, self.intercepts_, X, self._layers)
+        """Raw network output for validated ``X``, computed in chunks (an
+        ensemble's members combined, see :func:`_tabular.combine_members`)."""
+        return self._raw_output(X)
+
+    def _raw_output(self, X):
+        net = self._tabular_net()
+        if net is None:
+            return _network.predict_raw(self.coefs_, self.intercepts_, X, self._layers)
+        members = _tabular.predict_members(net, self._params(), X, self._layers)
+        return _tabular.combine_members(members, self._loss.out_activation_name)
+
+    def _member_outputs(self, X):
+        """Each member's raw output, ``(k, n_samples, n_outputs)``."""
+        X = self._validate_for_predict(X)
+        net = self._tabular_net()
+        if net is None:
+            return _network.predict_raw(self.coefs_, self.intercepts_, X,
+                                        self._layers)[None]
+        return _tabular.predict_members(net, self._params(), X, self._layers)
 
     def _validate_for_predict(self, X):
         check_is_fitted(self)
@@ -558,14 +662,21 @@ class BaseBackprop(
         n_hidden = len(self.coefs_) - 1
         if n_hidden == 0:
             return X.toarray() if hasattr(X, "toarray") else np.array(X)
-        return _network.predict_raw(
-            self.coefs_, self.intercepts_, X, self._layers, n_layers=n_hidden
-        )
+        net = self._tabular_net()
+        if net is None:
+            return _network.predict_raw(
+                self.coefs_, self.intercepts_, X, self._layers, n_layers=n_hidden
+            )
+        features = _tabular.predict_members(net, self._params(), X, self._layers,
+                                            n_layers=n_hidden)
+        # members side by side: (n_samples, k * width)
+        return np.ascontiguousarray(features.transpose(1, 0, 2)).reshape(X.shape[0], -1)
 
     @property
     def _n_features_out(self):
         """Width of the features returned by :meth:`transform`."""
-        return self.coefs_[-1].shape[0]
+        W = self.coefs_[-1]
+        return W.shape[0] * W.shape[1] if W.ndim == 3 else W.shape[0]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

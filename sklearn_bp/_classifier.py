@@ -97,6 +97,21 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         ``"orthogonal"`` (``torch.nn.init`` formulas), or a callable
         ``(fan_in, fan_out, rng, dtype) -> array of shape (fan_in, fan_out)``.
         All but ``"glorot_uniform"`` start the biases at zero.
+    embedding : {"periodic", "piecewise_linear"}, Embedding or None, default=None
+        Numerical feature embeddings before the first dense layer (see
+        :mod:`sklearn_bp.embeddings`; options are nested parameters,
+        ``embedding__n_frequencies``). Their parameters are in
+        ``embedding_params_``. Needs dense ``X``. ``None``: the features as they
+        are.
+    ensemble_size : int, default=1
+        Members of a TabM ensemble (``k``): ``1`` is one network; ``k >= 2``
+        trains ``k`` members that share the hidden weights, each with its own
+        rank-1 adapters, biases and output layer, on every batch, minimising
+        the mean of their losses; predictions average the members
+        (probabilities for classifiers). Needs dense ``X`` and a hidden layer.
+    ensemble_type : {"tabm", "tabm-mini"}, default="tabm"
+        ``"tabm"``: adapters on every hidden layer; ``"tabm-mini"``: one
+        per-member scaling of the inputs only.
     loss : "log_loss" or Loss, default="log_loss"
         The loss. ``"log_loss"`` uses a softmax output for multiclass targets
         and logistic outputs for binary and multilabel targets;
@@ -243,6 +258,9 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
         *,
         dropout=0.0,
         weight_init="glorot_uniform",
+        embedding=None,
+        ensemble_size=1,
+        ensemble_type="tabm",
         loss="log_loss",
         optimizer="adam",
         learning_rate_init=0.001,
@@ -265,7 +283,8 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-            dropout=dropout, weight_init=weight_init, loss=loss,
+            dropout=dropout, weight_init=weight_init, embedding=embedding,
+            ensemble_size=ensemble_size, ensemble_type=ensemble_type, loss=loss,
             optimizer=optimizer, learning_rate_init=learning_rate_init,
             learning_rate=learning_rate, power_t=power_t, alpha=alpha,
             clip_grad_norm=clip_grad_norm, batch_size=batch_size, max_iter=max_iter,
@@ -473,7 +492,44 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
             the dtype (see :meth:`predict_log_proba`).
         """
         X = self._validate_for_predict(X)
-        raw = self._forward(X)
+        return self._proba(self._forward(X))
+
+    def predict_proba_members(self, X):
+        """Each ensemble member's class probabilities.
+
+        :meth:`predict_proba` returns their mean (probabilities are averaged,
+        not logits, as in TabM). A network without ensemble has one member.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, ensemble_size, n_classes)
+            Each member's :meth:`predict_proba`.
+        """
+        return np.stack([self._proba(raw) for raw in self._member_outputs(X)], axis=1)
+
+    def predict_members(self, X):
+        """Each ensemble member's predicted labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples, ensemble_size) or \
+                (n_samples, ensemble_size, n_labels)
+            Each member's :meth:`predict`.
+        """
+        return np.stack([self._decode(raw) for raw in self._member_outputs(X)], axis=1)
+
+    def _proba(self, raw):
+        """Class probabilities from raw outputs (see predict_proba)."""
         if raw.shape[1] == 1 and not self._multilabel:
             proba = self._loss.link(raw)
             if isinstance(self._loss, LogLoss):

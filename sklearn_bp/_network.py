@@ -61,6 +61,17 @@ def _n_hidden(coefs):
     return len(coefs) - 1
 
 
+def glorot_factors(layers, n_weights):
+    """Each weight layer's ``glorot_factor``: the activation it feeds; the
+    output layer takes the last hidden layer's (MLP's rule, which has one
+    activation for all). ``layers`` may be one :class:`Activation`."""
+    if isinstance(layers, Activation):
+        return [layers.glorot_factor] * n_weights
+    factors = [layer.activation.glorot_factor for layer in layers]
+    factors.append(factors[-1] if factors else Activation.glorot_factor)
+    return factors
+
+
 def init_params(layer_units, layers, random_state, dtype=np.float64, weight_init=None):
     """Initial weights and biases, by default drawn as MLPClassifier does.
 
@@ -94,12 +105,7 @@ def init_params(layer_units, layers, random_state, dtype=np.float64, weight_init
 
     rng = check_random_state(random_state)
     shapes = list(zip(layer_units[:-1], layer_units[1:], strict=False))
-    if isinstance(layers, Activation):
-        factors = [layers.glorot_factor] * len(shapes)
-    else:
-        factors = [layer.activation.glorot_factor for layer in layers]
-        # the output layer takes the last hidden layer's (MLP: the one activation)
-        factors.append(factors[-1] if factors else Activation.glorot_factor)
+    factors = glorot_factors(layers, len(shapes))
     init = glorot_uniform if weight_init is None else weight_init
     params = packed_empty(shapes + [(fan_out,) for _, fan_out in shapes], dtype)
     coefs, intercepts = params[: len(shapes)], params[len(shapes) :]

@@ -45,6 +45,21 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         ``"orthogonal"`` (``torch.nn.init`` formulas), or a callable
         ``(fan_in, fan_out, rng, dtype) -> array of shape (fan_in, fan_out)``.
         All but ``"glorot_uniform"`` start the biases at zero.
+    embedding : {"periodic", "piecewise_linear"}, Embedding or None, default=None
+        Numerical feature embeddings before the first dense layer (see
+        :mod:`sklearn_bp.embeddings`; options are nested parameters,
+        ``embedding__n_frequencies``). Their parameters are in
+        ``embedding_params_``. Needs dense ``X``. ``None``: the features as they
+        are.
+    ensemble_size : int, default=1
+        Members of a TabM ensemble (``k``): ``1`` is one network; ``k >= 2``
+        trains ``k`` members that share the hidden weights, each with its own
+        rank-1 adapters, biases and output layer, on every batch, minimising
+        the mean of their losses; predictions average the members
+        (probabilities for classifiers). Needs dense ``X`` and a hidden layer.
+    ensemble_type : {"tabm", "tabm-mini"}, default="tabm"
+        ``"tabm"``: adapters on every hidden layer; ``"tabm-mini"``: one
+        per-member scaling of the inputs only.
     loss : str or Loss, default="squared_error"
         ``"squared_error"`` (``0.5 * mean((y - raw) ** 2)``), ``"absolute_error"``,
         ``"huber"`` (``delta=1``), ``"poisson"`` (log link, non-negative ``y``),
@@ -174,6 +189,9 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         *,
         dropout=0.0,
         weight_init="glorot_uniform",
+        embedding=None,
+        ensemble_size=1,
+        ensemble_type="tabm",
         loss="squared_error",
         optimizer="adam",
         learning_rate_init=0.001,
@@ -195,7 +213,8 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-            dropout=dropout, weight_init=weight_init, loss=loss,
+            dropout=dropout, weight_init=weight_init, embedding=embedding,
+            ensemble_size=ensemble_size, ensemble_type=ensemble_type, loss=loss,
             optimizer=optimizer, learning_rate_init=learning_rate_init,
             learning_rate=learning_rate, power_t=power_t, alpha=alpha,
             clip_grad_norm=clip_grad_norm, batch_size=batch_size, max_iter=max_iter,
@@ -287,6 +306,27 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
                 "outside the training range are the usual cause."
             )
         return pred.ravel() if pred.shape[1] == 1 else pred
+
+    def predict_members(self, X):
+        """Each ensemble member's predictions (``ensemble_size`` of them).
+
+        :meth:`predict` returns their mean. A network without ensemble has
+        one member.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples, ensemble_size) or \
+                (n_samples, ensemble_size, n_outputs)
+            Predictions; the last axis is dropped for a single output.
+        """
+        pred = self._loss.link(self._member_outputs(X))  # (k, n, n_outputs)
+        pred = pred.transpose(1, 0, 2)
+        return pred[:, :, 0] if pred.shape[2] == 1 else pred
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

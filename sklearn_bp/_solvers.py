@@ -17,10 +17,11 @@ from scipy import sparse
 from scipy.optimize import minimize
 from sklearn.utils import gen_batches
 
-from ._flat import flat_base
+from ._flat import flat_base, packed_empty
 from ._fused import single_threaded_scipy_blas
 from ._network import loss_and_gradients
 from ._step import DivergenceError, Step, all_finite, workspace_for
+from ._tabular import loss_and_gradients as tabular_loss_and_gradients
 
 
 @dataclass
@@ -69,6 +70,9 @@ class StochasticSolver:
         Source of the dropout masks (needed when a layer has dropout).
     clip_grad_norm : float, default=None
         Largest global gradient norm (``None``: no clipping).
+    extras, tabular
+        The tabular network's further parameters and description (see
+        :class:`sklearn_bp._step.Step`).
     """
 
     #: what an iteration is called in messages and callbacks
@@ -79,12 +83,13 @@ class StochasticSolver:
 
     def __init__(self, coefs, intercepts, *, layers, loss, optimizer,
                  optimizer_state, alpha, batch_size, shuffle, rng, dropout_rng=None,
-                 clip_grad_norm=None):
+                 clip_grad_norm=None, extras=(), tabular=None):
         self.coefs = coefs
         self.intercepts = intercepts
         self.components = dict(layers=layers, loss=loss, optimizer=optimizer,
                                optimizer_state=optimizer_state, alpha=alpha,
-                               dropout_rng=dropout_rng, clip_grad_norm=clip_grad_norm)
+                               dropout_rng=dropout_rng, clip_grad_norm=clip_grad_norm,
+                               extras=extras, tabular=tabular)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rng = rng
@@ -107,7 +112,8 @@ class StochasticSolver:
         layers = self.components["layers"]
         self.step = Step(
             self.coefs, self.intercepts, **self.components,
-            workspace=workspace_for(self.coefs, layers, self.batch_size, workspace),
+            workspace=None if self.components["tabular"] is not None
+            else workspace_for(self.coefs, layers, self.batch_size, workspace),
         )
         return self
 
@@ -269,6 +275,9 @@ class LBFGSSolver:
         scipy's ``gtol``, as MLP passes it.
     workspace : Workspace or None
         Buffers from a previous fit to reuse, if they fit.
+    extras, tabular
+        The tabular network's further parameters and description (see
+        :class:`sklearn_bp._step.Step`).
     """
 
     unit = "iteration"
@@ -277,10 +286,11 @@ class LBFGSSolver:
     stepwise = False
 
     def __init__(self, coefs, intercepts, *, layers, loss, spec, alpha, max_fun,
-                 tol, workspace=None):
+                 tol, workspace=None, extras=(), tabular=None):
         self.coefs = coefs
         self.intercepts = intercepts
-        self.params = list(coefs) + list(intercepts)
+        self.params = list(coefs) + list(intercepts) + list(extras)
+        self.tabular = tabular
         self.layers = layers
         self.loss = loss
         self.spec = spec
@@ -292,8 +302,9 @@ class LBFGSSolver:
 
     def run(self, X, Y, sample_weight, *, max_iter, hooks):
         """Up to ``max_iter`` L-BFGS iterations; the :class:`Outcome`."""
-        self.workspace = workspace_for(self.coefs, self.layers, X.shape[0],
-                                       self.workspace)
+        if self.tabular is None:
+            self.workspace = workspace_for(self.coefs, self.layers, X.shape[0],
+                                           self.workspace)
         Y = Y.astype(self.coefs[0].dtype, copy=False)
         self._iterate = pack(self.params)
         objective = self._objective(X, Y, sample_weight, hooks)
@@ -334,11 +345,8 @@ class LBFGSSolver:
             hooks.begin_iteration()
             unpack(x, self.params)
             with np.errstate(over="ignore", invalid="ignore"):
-                value, coef_grads, intercept_grads = loss_and_gradients(
-                    self.coefs, self.intercepts, X, Y, sample_weight,
-                    self.layers, self.loss, self.alpha, self.workspace,
-                )
-                grads = coef_grads + intercept_grads
+                grads = self._gradients(X, Y, sample_weight)
+                value = grads.pop()
                 if not (np.isfinite(value) and all_finite(grads)):
                     # An overflowing trial point of the line search: an
                     # infinite loss makes scipy step back; a divergence is
@@ -347,6 +355,23 @@ class LBFGSSolver:
             return value, pack(grads)  # a new vector: scipy keeps it
 
         return objective
+
+    def _gradients(self, X, Y, sample_weight):
+        """The gradients at the live parameters, then the loss, in one list."""
+        if self.tabular is not None:
+            if getattr(self, "_tabular_grads", None) is None:
+                self._tabular_grads = packed_empty([p.shape for p in self.params],
+                                                   self.params[0].dtype)
+            value = tabular_loss_and_gradients(
+                self.tabular, self.params, X, Y, sample_weight, self.layers,
+                self.loss, self.alpha, self._tabular_grads,
+            )
+            return [*self._tabular_grads, value]
+        value, coef_grads, intercept_grads = loss_and_gradients(
+            self.coefs, self.intercepts, X, Y, sample_weight,
+            self.layers, self.loss, self.alpha, self.workspace,
+        )
+        return [*coef_grads, *intercept_grads, value]
 
     def _finish(self, result, max_iter):
         unpack(result.x, self.params)

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ._flat import flat_base, packed_copy
+from ._flat import flat_base, packed_copy, packed_empty
 from ._fused import FusedStep, fusable, single_threaded_blas, thread_budget
 from ._network import (
     Workspace,
@@ -24,6 +24,7 @@ from ._network import (
     squared_norm,
     workspace_key,
 )
+from ._tabular import loss_and_gradients as tabular_loss_and_gradients
 from .optimizers import BUILTIN_OPTIMIZERS
 
 
@@ -110,14 +111,24 @@ class Step:
         Source of the dropout masks (needed when a layer has dropout).
     clip_grad_norm : float, default=None
         Largest global L2 norm of the gradients (``None``: no clipping).
+    extras : list of ndarray, default=()
+        The tabular network's parameters beyond the dense layers (see
+        :mod:`sklearn_bp._tabular`), after ``coefs + intercepts``.
+    tabular : TabularNet, default=None
+        The embedding and ensemble around the dense layers, if any.
     """
 
     def __init__(self, coefs, intercepts, *, layers, loss, optimizer,
                  optimizer_state, alpha, workspace, dropout_rng=None,
-                 clip_grad_norm=None):
+                 clip_grad_norm=None, extras=(), tabular=None):
         self.coefs = coefs
         self.intercepts = intercepts
-        self.params = list(coefs) + list(intercepts)
+        self.params = list(coefs) + list(intercepts) + list(extras)
+        self.tabular = tabular
+        self._tabular_grads = (
+            None if tabular is None
+            else packed_empty([p.shape for p in self.params], self.params[0].dtype)
+        )
         self.layers = layers
         self.dropout = any(layer.dropout for layer in layers)
         self.dropout_rng = dropout_rng
@@ -151,7 +162,8 @@ class Step:
     def prepare(self, X):
         """Set up the fused step for ``X``'s batches if it applies; return the
         context to run them in (one BLAS thread while the step's threads work)."""
-        if not fusable(self.coefs, self.intercepts, self.optimizer, X):
+        if self.tabular is not None or not fusable(self.coefs, self.intercepts,
+                                                   self.optimizer, X):
             self.close()
             return nullcontext()
         if self._fused is None:
@@ -188,7 +200,7 @@ class Step:
         # RuntimeWarnings on the way there would only be noise. (One errstate
         # for the whole step: entering one costs as much as a small ufunc.)
         with np.errstate(over="ignore", invalid="ignore"):
-            if self.dropout:
+            if self.dropout and self.tabular is None:
                 # once per batch: the generic step, if it takes over from the
                 # fused one, sees the same masks
                 draw_masks(self.workspace.rows(X.shape[0]), self.layers,
@@ -212,11 +224,19 @@ class Step:
         return self._checked(value, finite, sample_weight, lr, where)
 
     def _generic(self, X, Y, sample_weight, lr, where):
-        value, coef_grads, intercept_grads = loss_and_gradients(
-            self.coefs, self.intercepts, X, Y, sample_weight,
-            self.layers, self.loss, self.alpha, self.workspace, self.dropout,
-        )
-        grads = coef_grads + intercept_grads
+        if self.tabular is not None:
+            grads = self._tabular_grads
+            value = tabular_loss_and_gradients(
+                self.tabular, self.params, X, Y, sample_weight, self.layers,
+                self.loss, self.alpha, grads,
+                masks=self._tabular_masks if self.dropout else None,
+            )
+        else:
+            value, coef_grads, intercept_grads = loss_and_gradients(
+                self.coefs, self.intercepts, X, Y, sample_weight,
+                self.layers, self.loss, self.alpha, self.workspace, self.dropout,
+            )
+            grads = coef_grads + intercept_grads
         if self._grads_flat is None:
             flat = flat_base(grads)
             self._grads_flat = grads if flat is None else [flat]
@@ -236,6 +256,17 @@ class Step:
             self.roll_back()
             raise
         return self._checked(value, finite, sample_weight, lr, where)
+
+    def _tabular_masks(self, i, shape, dtype):
+        """A batch's dropout mask for hidden layer ``i`` of a tabular network
+        (``None`` without dropout there): inverted dropout, as draw_masks."""
+        rate = self.layers[i].dropout
+        if not rate:
+            return None
+        mask = self.dropout_rng.random(shape, dtype=dtype)
+        np.greater_equal(mask, rate, out=mask)
+        mask *= 1.0 / (1.0 - rate)
+        return mask
 
     def _update(self, grads, lr):
         """The optimizer's update with the backup; whether the result is finite."""

@@ -21,7 +21,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from ._callbacks import fitted_state
-from ._network import predict_raw
 from ._step import DivergenceError, divergence
 
 __all__ = ["DivergenceError", "History", "Monitor", "Plan", "train"]
@@ -173,8 +172,10 @@ class Plan:
     ----------
     loss : Loss
         For the held-out loss.
-    layers : list of Layer
-        The hidden layers, for the held-out forward pass (no dropout).
+    forward : callable
+        ``forward(X) -> raw``, the whole network's raw output (no dropout;
+        an ensemble's members combined), for the held-out set: passed down by
+        the estimator.
     score : callable
         ``score(raw, Y, sample_weight) -> float``, the held-out score (accuracy
         or R^2) from raw outputs: passed down by the estimator.
@@ -193,7 +194,7 @@ class Plan:
     """
 
     loss: object
-    layers: object
+    forward: object
     score: object
     max_iter: int
     early_stopping: bool = False
@@ -359,10 +360,10 @@ class _Loop:
             return None
         X_val, Y_val, sw_val = self.validation
         try:
-            raw = predict_raw(self.coefs, self.intercepts, X_val, self.plan.layers)
+            raw = self.plan.forward(X_val)
             score = self.plan.score(raw, Y_val, sw_val)
             loss = self.plan.loss.loss(Y_val, raw, sw_val)
-        except ValueError as exc:  # predict_raw's overflow
+        except ValueError as exc:  # the forward pass's overflow
             raise self._diverged(exc) from exc
         if not (math.isfinite(score) and math.isfinite(loss)):
             raise self._diverged(f"score={score!r}, loss={loss!r}")

@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from sklearn_bp import BackpropClassifier, BackpropRegressor, _training
+from sklearn_bp import BackpropClassifier, BackpropRegressor, _network
 from sklearn_bp._training import hold_out
 from sklearn_bp.optimizers import SGD
 
@@ -139,7 +139,7 @@ def test_too_small_held_out_set_raises_before_training():
 def test_divergence_in_the_held_out_pass_keeps_usable_parameters(clf_data,
                                                                  monkeypatch):
     X, y = clf_data
-    real = _training.predict_raw
+    real = _network.predict_raw
     calls = {"n": 0}
 
     def overflowing(*args, **kwargs):
@@ -148,7 +148,7 @@ def test_divergence_in_the_held_out_pass_keeps_usable_parameters(clf_data,
             raise ValueError("The network's output is not finite")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_training, "predict_raw", overflowing)
+    monkeypatch.setattr(_network, "predict_raw", overflowing)
     best = {}
 
     def scored(est, *args):

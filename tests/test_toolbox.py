@@ -207,10 +207,10 @@ def test_dropout_early_stopping_scores_the_whole_network(digits, monkeypatch):
     # The held-out forward pass goes through predict_raw, which has no masks:
     # a held-out score under dropout would differ between two evaluations.
     X, y = digits
-    from sklearn_bp import _training
+    from sklearn_bp import _network
 
     seen = []
-    real = _training.predict_raw
+    real = _network.predict_raw
 
     def recording(coefs, intercepts, X_val, layers, *args, **kwargs):
         first = real(coefs, intercepts, X_val, layers, *args, **kwargs)
@@ -218,7 +218,7 @@ def test_dropout_early_stopping_scores_the_whole_network(digits, monkeypatch):
         seen.append(np.array_equal(first, second))
         return first
 
-    monkeypatch.setattr(_training, "predict_raw", recording)
+    monkeypatch.setattr(_network, "predict_raw", recording)
     _quiet_fit(BackpropClassifier(hidden_layer_sizes=(16,), dropout=0.5,
                                   early_stopping=True, max_iter=3, random_state=0),
                X, y)
