@@ -144,9 +144,11 @@ def init_params(net, layer_units, init, factors, rng, dtype):
     for i, ((fan_in, fan_out), factor) in enumerate(zip(pairs, factors, strict=True)):
         if coefs[i].ndim == 3:  # each member's output layer
             for j in range(net.k):
-                coefs[i][j], intercepts[i][j] = init(fan_in, fan_out, rng, dtype, factor)
+                coefs[i][j], intercepts[i][j] = init(fan_in, fan_out, rng, dtype,
+                                                     factor)
         else:
-            coefs[i][...], intercepts[i][...] = init(fan_in, fan_out, rng, dtype, factor)
+            coefs[i][...], intercepts[i][...] = init(fan_in, fan_out, rng, dtype,
+                                                     factor)
     _, _, embedding, r, s = net.split(params)
     if net.embedding is not None:
         net.embedding._init_params(embedding, net.state, rng)
@@ -251,7 +253,8 @@ def _backward(net, params, cache, delta, layers, l2, grads):
         if adapted and i < L - 1:
             # U = A_prev * r: the scale's gradient, then the input's
             previous = cache["E"][None] if i == 0 else _layer_output(As, Ms, i - 1)
-            g_r[i][...] = np.einsum("kni,kni->ki", dU, np.broadcast_to(previous, dU.shape))
+            previous = np.broadcast_to(previous, dU.shape)
+            g_r[i][...] = np.einsum("kni,kni->ki", dU, previous)
             dU = dU * r[i][:, None, :]
         if i > 0:
             dA = dU

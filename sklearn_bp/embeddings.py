@@ -275,7 +275,8 @@ class PiecewiseLinearEmbedding(Embedding):
             bound = 1 / math.sqrt(self.d_embedding)
             params["linear_weight"][...] = _uniform(rng, bound,
                                                     params["linear_weight"].shape)
-            params["linear_bias"][...] = _uniform(rng, bound, params["linear_bias"].shape)
+            params["linear_bias"][...] = _uniform(rng, bound,
+                                                  params["linear_bias"].shape)
             params["weight"][...] = 0.0
             return
         bound = 1 / math.sqrt(params["weight"].shape[1])
@@ -315,7 +316,9 @@ class PiecewiseLinearEmbedding(Embedding):
 
     def _check_state(self, state, n_features):
         if len(state) != n_features:
-            raise ValueError("The embedding's bins belong to another number of features.")
+            raise ValueError(
+                "The embedding's bins belong to another number of features."
+            )
 
 
 def _features_last(E):
@@ -331,7 +334,10 @@ def _features_first(dE, F):
     return dE.reshape(n, F, -1).transpose(1, 0, 2)
 
 
-EMBEDDINGS = {"periodic": PeriodicEmbedding, "piecewise_linear": PiecewiseLinearEmbedding}
+EMBEDDINGS = {
+    "periodic": PeriodicEmbedding,
+    "piecewise_linear": PiecewiseLinearEmbedding,
+}
 
 
 def get_embedding(embedding):

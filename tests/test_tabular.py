@@ -165,8 +165,8 @@ def test_embeddings_equal_rtdl_num_embeddings(embedding):
     spec._backward(emb, net.state, cache, dE, grads)
     reference.backward(_t(dE.reshape(reference.shape)))
     named = dict(module.named_parameters())
-    pairs = {"periodic": [("frequencies", "periodic.weight"), ("weight", "linear.weight"),
-                          ("bias", "linear.bias")],
+    pairs = {"periodic": [("frequencies", "periodic.weight"),
+                          ("weight", "linear.weight"), ("bias", "linear.bias")],
              "ple-B": [("weight", "linear.weight"), ("linear_weight", "linear0.weight"),
                        ("linear_bias", "linear0.bias")],
              "ple-A-relu": [("weight", "linear.weight"), ("bias", "linear.bias")]}
