@@ -286,8 +286,25 @@ def _hidden_activations(model):
     return [get_activation(s) for s in specs]
 
 
+def _check_exportable(model):
+    """Only plain feed-forward networks have a converter so far."""
+    unsupported = {
+        name: getattr(model, name)
+        for name, plain in (("embedding", None), ("ensemble_size", 1))
+        if getattr(model, name, plain) != plain
+    }
+    if unsupported:
+        settings = ", ".join(f"{k}={v!r}" for k, v in unsupported.items())
+        raise NotImplementedError(
+            f"{type(model).__name__} with {settings} cannot be exported to ONNX: "
+            "the converter covers plain feed-forward networks (embedding=None, "
+            "ensemble_size=1)."
+        )
+
+
 def _network_nodes(graph, model, X):
     """The raw output (before the link) of ``model`` for the input named ``X``."""
+    _check_exportable(model)
     A = graph.cast(X, graph.dtype)
     activations = _hidden_activations(model)
     n_layers = len(model.coefs_)

@@ -215,3 +215,15 @@ def test_user_loss_needs_its_hook():
     (prediction,) = _run(reg, X, np.float64)
     np.testing.assert_allclose(prediction.ravel(), reg.predict(X), rtol=1e-10)
     assert issubclass(_ExportableShift, Loss)
+
+
+@pytest.mark.parametrize("setting", [{"embedding": "piecewise_linear"},
+                                     {"ensemble_size": 2}])
+def test_unsupported_architectures_are_refused_clearly(setting):
+    (name, value), = setting.items()
+    if name not in BackpropRegressor().get_params():
+        pytest.skip(f"{name} is not available")
+    X, y = make_regression(n_samples=60, n_features=3, random_state=0)
+    reg = BackpropRegressor((4,), max_iter=3, random_state=0, **setting).fit(X, y)
+    with pytest.raises(NotImplementedError, match=f"{name}="):
+        to_onnx(reg, X[:1])
