@@ -392,7 +392,7 @@ class BaseBackprop(
         # MLP's order of draws: a fresh generator per call, then the initial
         # weights, the held-out split, the shuffles.
         rng = check_random_state(self.random_state)
-        self._prepare_parameters(X, Y.shape[1], first_call, rng)
+        self._prepare_parameters(X, Y.shape[1], first_call, rng, sample_weight)
         history = self._history(first_call, incremental)
         dropout_rng = self._dropout_generator(rng, incremental)
         solver = self._solver(rng, incremental, dropout_rng)
@@ -417,7 +417,7 @@ class BaseBackprop(
                 sample_weight = _validated_weights(sample_weight, X, incremental)
         return X, y, sample_weight
 
-    def _prepare_parameters(self, X, n_outputs, first_call, rng):
+    def _prepare_parameters(self, X, n_outputs, first_call, rng, sample_weight):
         """Initialise the parameters (first call) or check their shapes."""
         hidden = _hidden_sizes(self.hidden_layer_sizes)
         embedding = None if self.embedding is None else get_embedding(self.embedding)
@@ -434,7 +434,8 @@ class BaseBackprop(
             self._check_tabular(embedding, net)
             return
         net = _tabular.make_net(embedding, X, self.ensemble_size,
-                                self.ensemble_type == "tabm-mini", len(hidden))
+                                self.ensemble_type == "tabm-mini", len(hidden),
+                                sample_weight)
         layer_units = [X.shape[1] if net is None else net.n_inputs, *hidden, n_outputs]
         layers = self._layers
         if not layers and not _is_sequence(self.activation):
@@ -680,7 +681,8 @@ class BaseBackprop(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
+        # (embeddings and ensembles need dense input)
+        tags.input_tags.sparse = self.embedding is None and self.ensemble_size == 1
         return tags
 
     # -- persistence: pickle, joblib and skops (see sklearn_bp._persistence) ----

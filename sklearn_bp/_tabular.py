@@ -103,7 +103,7 @@ class TabularNet:
         return coefs, intercepts, embedding, rest[:n_r], rest[n_r:]
 
 
-def make_net(embedding, X, k, mini, n_hidden):
+def make_net(embedding, X, k, mini, n_hidden, sample_weight=None):
     """The :class:`TabularNet` for a fit on ``X`` (``None``: a plain network)."""
     if embedding is None and k == 1:
         return None
@@ -113,7 +113,7 @@ def make_net(embedding, X, k, mini, n_hidden):
             "(hidden_layer_sizes=() has none): the members' adapters sit on "
             "hidden layers."
         )
-    state = None if embedding is None else embedding._fit_state(X)
+    state = None if embedding is None else embedding._fit_state(X, sample_weight)
     keys = ()
     if embedding is not None:
         keys = tuple(embedding._param_shapes(X.shape[1], state))

@@ -62,7 +62,7 @@ class Embedding(Spec):
         """Number of inputs the first dense layer reads."""
         return n_features * self.d_embedding
 
-    def _fit_state(self, X):
+    def _fit_state(self, X, sample_weight=None):
         """What the embedding learns from the training data without
         gradients (the bins); ``None`` when nothing."""
         return None
@@ -182,7 +182,8 @@ class PiecewiseLinearEmbedding(Embedding):
     (``rtdl_num_embeddings``' ``PiecewiseLinearEmbeddings``).
 
     At ``fit``, each feature's bin edges are the quantiles of the training
-    data at ``n_bins + 1`` evenly spaced levels (repeated edges removed). A
+    data at ``n_bins + 1`` evenly spaced levels (repeated edges removed; a
+    constant feature gets the single bin ``[v, v + 1]``). A
     value is encoded over its feature's bins as ``[1, ..., 1, (x - left) /
     width, 0, ..., 0]`` (the first component not clipped below, the last not
     clipped above, so values beyond the training range extrapolate), then
@@ -224,24 +225,25 @@ class PiecewiseLinearEmbedding(Embedding):
         self.activation = activation
         self.version = version
 
-    def _fit_state(self, X):
-        """The bin edges per feature, from quantiles of ``X``."""
-        n = X.shape[0]
-        if not 1 < self.n_bins < n:
-            raise ValueError(
-                f"PiecewiseLinearEmbedding(n_bins={self.n_bins}) needs 1 < n_bins < "
-                f"n_samples; the training data have {n} rows. Lower n_bins."
-            )
+    def _fit_state(self, X, sample_weight=None):
+        """The bin edges per feature, from sample-weighted quantiles of ``X``.
+
+        The quantiles are those of the inverted empirical distribution
+        function (numpy's ``method="inverted_cdf"``), the definition under
+        which an integer sample weight equals repeating the row and a zero
+        weight equals dropping it; ``rtdl_num_embeddings.compute_bins``
+        interpolates linearly between order statistics, which cannot honour
+        weights. Repeated quantiles are dropped, so a feature with few
+        distinct values gets fewer bins. A feature that is constant in the
+        training data gets one bin ``[v, v + 1]`` (its encoding is then ``x -
+        v``, unclipped), where the reference implementation refuses it.
+        """
         levels = np.linspace(0.0, 1.0, self.n_bins + 1)
-        quantiles = np.quantile(np.asarray(X, dtype=np.float64), levels, axis=0)
+        quantiles = _weighted_quantiles(np.asarray(X, dtype=np.float64), levels,
+                                        sample_weight)
         bins = [np.unique(q) for q in quantiles.T]
-        single = [f for f, edges in enumerate(bins) if edges.size < 2]
-        if single:
-            raise ValueError(
-                "PiecewiseLinearEmbedding needs at least two distinct values in "
-                f"every feature; features {single} are constant in the training "
-                "data. Drop them (e.g. sklearn.feature_selection.VarianceThreshold)."
-            )
+        bins = [edges if edges.size > 1 else np.array([edges[0], edges[0] + 1.0])
+                for edges in bins]
         return [edges.astype(X.dtype) for edges in bins]
 
     def _encoding(self, bins, dtype):
@@ -319,6 +321,25 @@ class PiecewiseLinearEmbedding(Embedding):
             raise ValueError(
                 "The embedding's bins belong to another number of features."
             )
+
+
+def _weighted_quantiles(X, levels, sample_weight):
+    """Quantiles of each column at ``levels`` (inverted CDF, weighted):
+    the smallest value whose cumulative weight reaches ``level * total``."""
+    weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(
+        sample_weight, dtype=np.float64)
+    keep = weights > 0
+    X, weights = X[keep], weights[keep]
+    order = np.argsort(X, axis=0, kind="stable")
+    values = np.take_along_axis(X, order, axis=0)
+    cumulative = np.cumsum(weights[order], axis=0)  # (n, F)
+    total = cumulative[-1]
+    out = np.empty((len(levels), X.shape[1]))
+    for f in range(X.shape[1]):
+        # (as numpy's inverted_cdf: no tolerance on level * total)
+        index = np.searchsorted(cumulative[:, f], levels * total[f], side="left")
+        out[:, f] = values[np.minimum(index, len(values) - 1), f]
+    return out
 
 
 def _features_last(E):

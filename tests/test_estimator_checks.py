@@ -4,6 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
 from sklearn_bp.activations import LeakyReLU
+from sklearn_bp.embeddings import PeriodicEmbedding
 from sklearn_bp.losses import Huber, LogLoss
 from sklearn_bp.optimizers import LBFGS, SGD, Adam, AdamW, RMSprop
 from sklearn_bp.schedules import Cosine, StepDecay
@@ -71,6 +72,14 @@ ESTIMATORS += DROPOUT + [
                        clip_grad_norm=1.0, learning_rate_init=0.01,
                        loss=LogLoss(label_smoothing=0.1)),
     BackpropRegressor(**_COMMON, optimizer=AdamW(weight_decay=1e-2), clip_grad_norm=0.5,
+                      learning_rate_init=0.01),
+    # numerical embeddings and TabM ensembles (issue 19)
+    BackpropClassifier(**_COMMON, embedding=PeriodicEmbedding(n_frequencies=8),
+                       learning_rate_init=0.01),
+    BackpropRegressor(**_COMMON, embedding="piecewise_linear", learning_rate_init=0.01),
+    BackpropClassifier(**_COMMON, ensemble_size=4, learning_rate_init=0.01),
+    BackpropRegressor(**_COMMON, ensemble_size=4, ensemble_type="tabm-mini",
+                      embedding=PeriodicEmbedding(n_frequencies=8),
                       learning_rate_init=0.01),
     BackpropClassifier(**_COMMON, learning_rate=Cosine(warmup=5),
                        learning_rate_init=0.01),
