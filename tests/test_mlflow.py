@@ -32,13 +32,17 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory):
-    """A private SQLite tracking store; loading models allowed (MLflow >= 3.x
-    asks for it for every format, skops included)."""
+    """A private SQLite tracking store and artifact directory; loading models
+    allowed (recent MLflow asks for it for every format, skops included)."""
     root = tmp_path_factory.mktemp("mlflow")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        # (artifacts too in the temporary directory: by default a SQLite store
+        # puts them in ./mlruns of the working directory)
+        mlflow.create_experiment("sklearn_bp",
+                                 artifact_location=(root / "artifacts").as_uri())
         mlflow.set_experiment("sklearn_bp")
         try:
             yield root
