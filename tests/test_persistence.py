@@ -206,10 +206,14 @@ def test_every_trusted_type_is_needed_by_some_configuration():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             estimator.set_params(random_state=0).fit(*data)
-        untrusted = sio.get_untrusted_types(data=sio.dumps(estimator))
+        dumped = sio.dumps(estimator)
+        untrusted = sio.get_untrusted_types(data=dumped)
         assert qualified in untrusted
         assert set(untrusted) <= set(sklearn_bp.TRUSTED_TYPES)
         seen.update(untrusted)
+        loaded = sio.loads(dumped, trusted=sklearn_bp.TRUSTED_TYPES)
+        np.testing.assert_array_equal(loaded.predict(data[0]),
+                                      estimator.predict(data[0]))
     assert seen == set(sklearn_bp.TRUSTED_TYPES)
 
 
