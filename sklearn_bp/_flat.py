@@ -50,7 +50,12 @@ def flat_base(arrays):
     if not arrays:
         return None
     base = arrays[0].base
-    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+    # (an array loaded from a file may have a bytes object as its base)
+    if (
+        not isinstance(base, np.ndarray)
+        or base.ndim != 1
+        or not base.flags.c_contiguous
+    ):
         return None
     address = base.__array_interface__["data"][0]
     for a in arrays:

@@ -255,9 +255,13 @@ def _repack(estimator):
     Saving does not keep views (see :mod:`sklearn_bp._flat`): packing them again
     restores the one-pass updates of a freshly fitted estimator.
     """
-    n = len(estimator.coefs_)
-    params = packed_copy(estimator.coefs_ + estimator.intercepts_)
-    estimator.coefs_, estimator.intercepts_ = params[:n], params[n:]
+    net = estimator._tabular_net()
+    params = packed_copy(estimator._params())
+    if net is None:
+        n = len(estimator.coefs_)
+        estimator.coefs_, estimator.intercepts_ = params[:n], params[n:]
+    else:  # (the embedding's and the ensemble's arrays too, see _tabular)
+        estimator._set_params(net, params)
     state = getattr(estimator, "_optimizer_state", None)
     if not isinstance(state, dict):
         return

@@ -385,3 +385,25 @@ def test_lbfgs_early_stopping_float32_and_errors(Estimator, digits):
         Estimator(embedding="fourier").fit(X, y)
     with pytest.raises(ValueError, match="'ensemble_size'"):
         Estimator(ensemble_size=0).fit(X, y)
+
+
+@pytest.mark.parametrize("kind", ["pickle", "skops"])
+def test_saved_tabular_networks_predict_and_continue_identically(kind, digits):
+    import pickle
+
+    import sklearn_bp
+
+    X, y = digits
+    clf = _quiet_fit(BackpropClassifier(hidden_layer_sizes=(8,), ensemble_size=3,
+                                        embedding="piecewise_linear", max_iter=3,
+                                        random_state=0), X, y)
+    if kind == "pickle":
+        loaded = pickle.loads(pickle.dumps(clf))
+    else:
+        sio = pytest.importorskip("skops.io")
+        loaded = sio.loads(sio.dumps(clf), trusted=sklearn_bp.TRUSTED_TYPES)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    clf.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    for a, b in zip(clf._params(), loaded._params(), strict=True):
+        np.testing.assert_array_equal(a, b)
