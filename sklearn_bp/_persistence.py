@@ -231,8 +231,8 @@ def _generator(state):
 
 def _resolve_components(estimator):
     """The private component copies, resolved from the parameters as in fit."""
-    # (imported here: _base imports this module)
-    from ._base import _hidden_layers
+    # (imported here: _base imports this module, and _parameters _base's)
+    from ._parameters import _hidden_layers
     from .optimizers import get_optimizer
 
     estimator._layers = _hidden_layers(

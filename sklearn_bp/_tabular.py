@@ -223,33 +223,19 @@ def _backward(net, params, cache, delta, layers, l2, grads):
     member-major ``(k, n, n_outputs)``."""
     coefs, intercepts, embedding, r, s = net.split(params)
     g_coefs, g_intercepts, g_embedding, g_r, g_s = net.split(grads)
-    inputs, Ps, Zs, As, Ms = (cache[key] for key in ("inputs", "P", "Z", "A", "M"))
+    inputs, Zs, As, Ms = (cache[key] for key in ("inputs", "Z", "A", "M"))
     L = len(coefs)
     adapted = net.ensemble and not net.mini
     dZ = delta
     for i in range(L - 1, -1, -1):
-        U = inputs[i]
-        W = coefs[i]
-        if i == L - 1 and net.ensemble:
-            np.matmul(U.transpose(0, 2, 1), dZ, out=g_coefs[i])
+        if i == L - 1 and net.ensemble:  # each member's own output layer
+            np.matmul(inputs[i].transpose(0, 2, 1), dZ, out=g_coefs[i])
             dZ.sum(axis=1, out=g_intercepts[i])
-            dU = np.matmul(dZ, W.transpose(0, 2, 1))
+            dU = np.matmul(dZ, coefs[i].transpose(0, 2, 1))
         else:
-            b = intercepts[i]
-            if b.ndim == 2:
-                dZ.sum(axis=1, out=g_intercepts[i])
-            else:
-                g_intercepts[i][...] = dZ.sum(axis=(0, 1))
-            if adapted:
-                g_s[i][...] = np.einsum("kno,kno->ko", dZ, Ps[i])
-                dP = dZ * s[i][:, None, :]
-            else:
-                dP = dZ
-            flat_dP = dP.reshape(-1, dP.shape[2])
-            np.matmul(U.reshape(-1, U.shape[2]).T, flat_dP, out=g_coefs[i])
-            dU = (flat_dP @ W.T).reshape(dP.shape[0], dP.shape[1], -1)
+            dU = _shared_layer_backward(net, i, cache, dZ, coefs, s, grads)
         if l2:
-            g_coefs[i] += l2 * W
+            g_coefs[i] += l2 * coefs[i]
         if adapted and i < L - 1:
             # U = A_prev * r: the scale's gradient, then the input's
             previous = cache["E"][None] if i == 0 else _layer_output(As, Ms, i - 1)
@@ -257,19 +243,33 @@ def _backward(net, params, cache, delta, layers, l2, grads):
             g_r[i][...] = np.einsum("kni,kni->ki", dU, previous)
             dU = dU * r[i][:, None, :]
         if i > 0:
-            dA = dU
-            if Ms[i - 1] is not None:
-                dA = dA * Ms[i - 1]
+            dA = dU if Ms[i - 1] is None else dU * Ms[i - 1]
             dZ = dA * layers[i - 1].activation.derivative(Zs[i - 1], As[i - 1])
-            continue
-        # the first layer's inputs: the (scaled) embedding or features
-        if net.ensemble and net.mini:
-            g_r[0][...] = np.einsum("kni,ni->ki", dU, cache["E"])
-            dU = dU * r[0][:, None, :]
-        if net.embedding is not None:
-            dE = dU.sum(axis=0)
-            net.embedding._backward(embedding, net.state, cache["embedding"], dE,
-                                    g_embedding)
+    # the first layer's inputs: the (scaled) embedding or features
+    if net.ensemble and net.mini:
+        g_r[0][...] = np.einsum("kni,ni->ki", dU, cache["E"])
+        dU = dU * r[0][:, None, :]
+    if net.embedding is not None:
+        net.embedding._backward(embedding, net.state, cache["embedding"],
+                                dU.sum(axis=0), g_embedding)
+
+
+def _shared_layer_backward(net, i, cache, dZ, coefs, s, grads):
+    """A layer whose weight the members share: its weight, bias and output
+    scale gradients; returns ``dL/dU`` for its (scaled) input ``U``."""
+    g_coefs, g_intercepts, _, _, g_s = net.split(grads)
+    U = cache["inputs"][i]
+    if g_intercepts[i].ndim == 2:  # each member's bias
+        dZ.sum(axis=1, out=g_intercepts[i])
+    else:
+        g_intercepts[i][...] = dZ.sum(axis=(0, 1))
+    dP = dZ
+    if net.ensemble and not net.mini:  # Z = P * s + b
+        g_s[i][...] = np.einsum("kno,kno->ko", dZ, cache["P"][i])
+        dP = dZ * s[i][:, None, :]
+    flat_dP = dP.reshape(-1, dP.shape[2])
+    np.matmul(U.reshape(-1, U.shape[2]).T, flat_dP, out=g_coefs[i])
+    return (flat_dP @ coefs[i].T).reshape(dP.shape[0], dP.shape[1], -1)
 
 
 def _layer_output(As, Ms, i):
