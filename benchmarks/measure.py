@@ -73,12 +73,18 @@ def peak_fit_memory(template, X, y):
     estimators. The fit runs untimed: tracing slows Python allocations.
     """
     est = clone(template)
+    return peak_call_memory(lambda: _quiet_fit(est, X, y))
+
+
+def peak_call_memory(func):
+    """Peak bytes allocated during ``func()`` beyond what existed before it
+    (:mod:`tracemalloc`, see :func:`peak_fit_memory`)."""
     gc.collect()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
-        _quiet_fit(est, X, y)
+        func()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -148,7 +154,13 @@ def timed_predicts(est_a, est_b, X, repeats):
     for page faults on fresh output memory (measured: 0.8 s instead of 0.45 s
     on W4), which with few repeats would land on whichever side runs first.
     """
-    funcs = [lambda: est_a.predict(X), lambda: est_b.predict(X)]
+    return timed_calls(est_a, est_b, "predict", X, repeats)
+
+
+def timed_calls(est_a, est_b, method, X, repeats):
+    """Interleaved timings of ``getattr(est, method)(X)`` on two estimators,
+    after one untimed call of each (see :func:`timed_predicts`)."""
+    funcs = [lambda: getattr(est_a, method)(X), lambda: getattr(est_b, method)(X)]
     interleaved(funcs, 1)
     return interleaved(funcs, repeats)[0]
 

@@ -24,6 +24,21 @@ result can be checked on the same line. They are not in the geometric mean::
 
     python benchmarks/run.py --quick --only LB1,LB2
 
+Other rows of issue 17, each in a table of its own: small batches (``W2-bs32``,
+next to ``W1``), dropout's cost (``W2-dropout``: ours with ``dropout=0.2``
+against MLP without; its ratio over W2's is what dropout adds), prediction on
+200,000 rows with W2's and W4's networks (``P-W2``, ``P-W4``: seconds and peak
+MiB of ``predict_proba`` and ``predict``), and a whole ``GridSearchCV`` end to
+end (``GS-digits``). After them, when torch is installed, the rows W1-W4 and
+W2-bs32 are timed again against a plain PyTorch loop doing the same work
+(``torch_loop.py``: same network, initial weights, shuffles, loss, batch size,
+optimizer and thread count), ours and torch interleaved, in a phase of their
+own so that importing torch cannot touch the MLP timings; ``--no-torch`` skips
+it. The summary ends with each issue-17 target and its status (PASS, FAIL, or
+not measured)::
+
+    python benchmarks/run.py --quick --only W2-bs32,P-W2,GS-digits --dtypes float32
+
 On machines where ``OPENBLAS_CORETYPE`` is forced to an older kernel, run it as
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py`` to
 measure the kernel numpy would pick itself (the table header says which kernel
@@ -43,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 import sklearn
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, r2_score
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -50,16 +66,21 @@ import sklearn_bp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import (  # noqa: E402
+    _quiet_fit,
     gemm_limit_seconds,
     gemm_rate,
+    interleaved,
     is_sparse,
     layer_shapes,
+    peak_call_memory,
     peak_fit_memory,
     performed_gemm_seconds,
+    timed_calls,
     timed_fits,
     timed_predicts,
 )
-from workloads import WORKLOADS  # noqa: E402
+from torch_loop import TorchLoop, import_torch, max_abs_difference  # noqa: E402
+from workloads import PREDICTIONS, SEARCHES, WORKLOADS  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -126,9 +147,12 @@ def run_row(w, dtype_name, X, y, args):
     s_mlp = float(np.median(times[1])) / epochs
     row = {
         "workload": w.name,
+        "kind": "epoch",
         "description": w.description,
         "dtype": dtype_name,
         "n_samples": X.shape[0],
+        "batch_size": w.batch_size,
+        "ours_params": dict(w.ours_params),
         "epochs": epochs,
         "repeats": args.repeats,
         "alpha": w.alpha,
@@ -197,6 +221,7 @@ def run_lbfgs_row(w, dtype_name, X, y, args):
     loss_ours, loss_mlp = float(fit_ours.loss_), float(fit_theirs.loss_)
     row = {
         "workload": w.name,
+        "kind": "lbfgs",
         "description": w.description,
         "solver": "lbfgs",
         "dtype": dtype_name,
@@ -221,21 +246,174 @@ def run_lbfgs_row(w, dtype_name, X, y, args):
     return row
 
 
+def run_prediction_row(p, dtype_name, data, args):
+    """``predict_proba`` and ``predict`` of both sides on many rows.
+
+    Both estimators are fitted for one epoch on the workload's data; both
+    predict on the same standard-normal rows at scikit-learn's default
+    ``working_memory``. Times are medians of interleaved calls; the peak MiB
+    of each call is measured in an untimed call (tracemalloc).
+    """
+    w = p.workload
+    X, y = data(w.make_data, dtype_name)
+    fitted = [_quiet_fit(est, X, y) for est in w.estimators(max_iter=1)]
+    n_rows = p.n_rows_quick if args.quick else p.n_rows
+    Xp = np.random.default_rng(0).standard_normal(
+        (n_rows, X.shape[1]), dtype=DTYPES[dtype_name]
+    )
+    row = {
+        "workload": p.name,
+        "kind": "predict",
+        "description": p.description,
+        "dtype": dtype_name,
+        "n_rows": n_rows,
+        "full_size": n_rows == p.n_rows,
+        "repeats": args.repeats,
+        "working_memory_mib": sklearn.get_config()["working_memory"],
+    }
+    for method in ("predict_proba", "predict"):
+        times = timed_calls(*fitted, method, Xp, args.repeats)
+        row[f"{method}_s_ours"] = float(np.median(times[0]))
+        row[f"{method}_s_mlp"] = float(np.median(times[1]))
+        row[f"{method}_ratio"] = row[f"{method}_s_ours"] / row[f"{method}_s_mlp"]
+        if not args.no_memory:
+            for side, est in zip(("ours", "mlp"), fitted, strict=True):
+                peak = peak_call_memory(lambda e=est, m=method: getattr(e, m)(Xp))
+                row[f"{method}_peak_mib_{side}"] = peak / 2**20
+    row["same_predictions"] = float(
+        np.mean(fitted[0].predict(Xp) == fitted[1].predict(Xp))
+    )
+    return row
+
+
+def run_search_row(g, dtype_name, data, args):
+    """A whole ``GridSearchCV`` of each side, interleaved, end to end."""
+    X, y = data(g.make_data, dtype_name)
+    epochs = g.epochs_quick if args.quick else g.epochs
+    ours, theirs = g.searches(max_iter=epochs)
+    times, (fit_ours, fit_theirs) = timed_fits(ours, theirs, X, y, args.repeats)
+    s_ours = float(np.median(times[0]))
+    s_mlp = float(np.median(times[1]))
+    return {
+        "workload": g.name,
+        "kind": "search",
+        "description": g.description,
+        "dtype": dtype_name,
+        "n_samples": X.shape[0],
+        "epochs": epochs,
+        "n_candidates": g.n_candidates,
+        "n_fits": g.n_candidates * g.cv + 1,  # the refit on all the data too
+        "repeats": args.repeats,
+        "search_seconds_ours": times[0],
+        "search_seconds_mlp": times[1],
+        "s_ours": s_ours,
+        "s_mlp": s_mlp,
+        "ratio": s_ours / s_mlp,
+        "best_score_ours": float(fit_ours.best_score_),
+        "best_score_mlp": float(fit_theirs.best_score_),
+        "best_params_ours": repr(fit_ours.best_params_),
+        "best_params_mlp": repr(fit_theirs.best_params_),
+    }
+
+
+def blas_threads():
+    """The BLAS threads numpy runs with now (inside ``--threads``' limits)."""
+    counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(counts) if counts else 1
+
+
+def add_torch_columns(rows, workloads, data, args):
+    """Time the torch-enabled epoch rows against a plain PyTorch loop.
+
+    A phase of its own, after every MLP timing, because importing torch loads
+    its own OpenMP and BLAS thread pools into the process. Ours is timed again
+    here, interleaved with torch (``ours, torch, torch, ours, ...``), with the
+    same epochs and ``torch.set_num_threads`` set to numpy's BLAS threads.
+    Returns a message when the phase is skipped, else ``None``.
+    """
+    candidates = [
+        r
+        for r in rows
+        if kind(r) == "epoch"
+        and workloads[r["workload"]].torch
+        and not workloads[r["workload"]].alpha
+        and not workloads[r["workload"]].ours_params
+    ]
+    if args.no_torch:
+        return "PyTorch rows skipped (--no-torch)."
+    if not candidates:
+        return None
+    torch, message = import_torch()
+    if torch is None:
+        return message
+    threads = blas_threads()
+    torch.set_num_threads(threads)
+    print(f"PyTorch {torch.__version__} on CPU, {threads} thread(s):", flush=True)
+    for r in candidates:
+        w = workloads[r["workload"]]
+        X, y = data(w.make_data, r["dtype"])
+        if is_sparse(X):
+            continue
+        epochs = r["epochs"]
+        times, (fit_ours, model) = _against_torch(
+            w.estimators(max_iter=epochs)[0],
+            TorchLoop(w, X, y, torch),
+            X,
+            y,
+            epochs,
+            args.repeats,
+        )
+        r["torch_version"] = torch.__version__
+        r["torch_threads"] = threads
+        r["fit_seconds_ours_torch_phase"] = times[0]
+        r["fit_seconds_torch"] = times[1]
+        r["s_per_epoch_ours_torch_phase"] = float(np.median(times[0])) / epochs
+        r["s_per_epoch_torch"] = float(np.median(times[1])) / epochs
+        r["ratio_torch"] = r["s_per_epoch_ours_torch_phase"] / r["s_per_epoch_torch"]
+        # equal work: both end at the same weights (rounding apart)
+        r["torch_max_abs_param_diff"] = max_abs_difference(fit_ours, model)
+        print(
+            f"  {w.name:10s} {r['dtype']}: ours "
+            f"{r['s_per_epoch_ours_torch_phase']:.4f} s/epoch, torch "
+            f"{r['s_per_epoch_torch']:.4f}, ours/torch {r['ratio_torch']:.3f}",
+            flush=True,
+        )
+    return None
+
+
+def _against_torch(ours, loop, X, y, epochs, repeats):
+    # One untimed epoch of each first: torch's first loop in a process pays
+    # for its lazy set-up (measured: 2.3 s instead of 0.17 s for W1's ten
+    # epochs), which would land on one repeat.
+    _quiet_fit(clone(ours).set_params(max_iter=1), X, y)
+    loop.fit(1)
+    return interleaved(
+        [lambda: _quiet_fit(clone(ours), X, y), lambda: loop.fit(epochs)], repeats
+    )
+
+
 def is_lbfgs(row):
     return row.get("solver") == "lbfgs"
 
 
+def kind(row):
+    """``"epoch"``, ``"lbfgs"``, ``"predict"`` or ``"search"``."""
+    return row.get("kind") or ("lbfgs" if is_lbfgs(row) else "epoch")
+
+
 def summarize(rows):
     lbfgs = [r for r in rows if is_lbfgs(r)]
-    rows = [r for r in rows if not is_lbfgs(r)]
+    rows = [r for r in rows if kind(r) == "epoch"]
     main = [r for r in rows if r["in_geomean"]]
     ratios = [r["ratio"] for r in main]
+    # not W2-dropout: ours does more work there than MLP
+    same_work = [r for r in rows if not r.get("ours_params")]
     summary = {
         "geomean_ratio_W1_W4": math.exp(np.mean(np.log(ratios))) if ratios else None,
         "rows_in_geomean": len(ratios),
-        "max_ratio": max(r["ratio"] for r in rows) if rows else None,
-        "max_ratio_row": max(rows, key=lambda r: r["ratio"])["workload"]
-        if rows
+        "max_ratio": max(r["ratio"] for r in same_work) if same_work else None,
+        "max_ratio_row": max(same_work, key=lambda r: r["ratio"])["workload"]
+        if same_work
         else None,
     }
     for r in rows:
@@ -254,7 +432,177 @@ def summarize(rows):
         summary["lbfgs_same_n_iter"] = all(
             r["n_iter_ours"] == r["n_iter_mlp"] for r in lbfgs
         )
+    for dtype in DTYPES:
+        by_name = {r["workload"]: r for r in rows if r["dtype"] == dtype}
+        if "W2" in by_name and "W2-dropout" in by_name:
+            summary[f"dropout_cost_{dtype}"] = (
+                by_name["W2-dropout"]["ratio"] / by_name["W2"]["ratio"]
+            )
     return summary
+
+
+# Rows of a complete run: W1-W4 in both dtypes.
+GEOMEAN_ROWS = 8
+
+
+def _status(ok):
+    return "PASS" if ok else "FAIL"
+
+
+def _worst(rows, key):
+    r = max(rows, key=lambda r: r[key])
+    return f"{r[key]:.3f} ({r['workload']} {r['dtype']})"
+
+
+def _incomplete(rows, expected):
+    n = len(rows)
+    return "" if n >= expected else f"; only {n} of {expected} rows measured"
+
+
+def targets(result):
+    """Each issue-17 target: ``(target, status, detail)``, status ``"PASS"``,
+    ``"FAIL"`` or ``"not measured"``. A status over fewer rows than a complete
+    run says so in its detail."""
+    rows = result["rows"]
+    s = result["summary"]
+    epoch = [r for r in rows if kind(r) == "epoch"]
+    main = [r for r in epoch if r["in_geomean"]]
+    out = []
+
+    name = "1. s/epoch: geomean <= 0.50x MLP over W1-W4 x dtypes, no row > 0.70x"
+    if main:
+        geo, top = s["geomean_ratio_W1_W4"], max(r["ratio"] for r in main)
+        out.append(
+            (
+                name,
+                _status(geo <= 0.50 and top <= 0.70),
+                f"geomean {geo:.3f}, largest {_worst(main, 'ratio')}"
+                + _incomplete(main, GEOMEAN_ROWS),
+            )
+        )
+    else:
+        out.append((name, "not measured", "run W1,W2,W3,W4"))
+
+    name = "2. W4 (Adam) >= 0.90 of the GEMM limit"
+    w4 = [r for r in epoch if r["workload"] == "W4" and r.get("gemm_fraction_ours")]
+    if w4:
+        low = min(w4, key=lambda r: r["gemm_fraction_ours"])
+        out.append(
+            (
+                name,
+                _status(low["gemm_fraction_ours"] >= 0.90),
+                f"lowest {low['gemm_fraction_ours']:.3f} ({low['dtype']})"
+                + _incomplete(w4, 2),
+            )
+        )
+    else:
+        out.append((name, "not measured", "run W4"))
+
+    name = "3. small batches (W1, W2-bs32) <= 0.50x MLP"
+    small = [r for r in epoch if r["workload"] in ("W1", "W2-bs32")]
+    if small:
+        out.append(
+            (
+                name,
+                _status(max(r["ratio"] for r in small) <= 0.50),
+                f"largest {_worst(small, 'ratio')}" + _incomplete(small, 4),
+            )
+        )
+    else:
+        out.append((name, "not measured", "run W1,W2-bs32"))
+
+    name = "4. prediction <= 0.60x MLP, peak MiB <= MLP's"
+    pred = [r for r in rows if kind(r) == "predict"]
+    if pred:
+        ratios = [
+            (r[f"{m}_ratio"], f"{r['workload']} {r['dtype']} {m}")
+            for r in pred
+            for m in ("predict_proba", "predict")
+        ]
+        top = max(ratios)
+        ok = top[0] <= 0.60
+        detail = f"largest {top[0]:.3f} ({top[1]})"
+        if "predict_proba_peak_mib_ours" in pred[0]:
+            memory_ok = all(
+                r[f"{m}_peak_mib_ours"] <= r[f"{m}_peak_mib_mlp"]
+                for r in pred
+                for m in ("predict_proba", "predict")
+            )
+            ok = ok and memory_ok
+            detail += f"; peak <= MLP's on every call: {memory_ok}"
+        else:
+            detail += "; peak not measured (--no-memory)"
+        if not all(r["full_size"] for r in pred):
+            detail += f"; {pred[0]['n_rows']:,} rows (--quick), not 200,000"
+        out.append((name, _status(ok), detail + _incomplete(pred, 4)))
+    else:
+        out.append((name, "not measured", "run P-W2,P-W4"))
+
+    name = "5. GridSearchCV end to end <= 0.60x MLP"
+    search = [r for r in rows if kind(r) == "search"]
+    if search:
+        out.append(
+            (
+                name,
+                _status(max(r["ratio"] for r in search) <= 0.60),
+                f"largest {_worst(search, 'ratio')}",
+            )
+        )
+    else:
+        out.append((name, "not measured", "run GS-digits"))
+
+    name = "6. faster than a plain PyTorch loop on every W1-W4 row"
+    vs_torch = [r for r in main if "ratio_torch" in r]
+    if vs_torch:
+        out.append(
+            (
+                name,
+                _status(max(r["ratio_torch"] for r in vs_torch) < 1.0),
+                f"largest ours/torch {_worst(vs_torch, 'ratio_torch')}"
+                + _incomplete(vs_torch, GEOMEAN_ROWS),
+            )
+        )
+    else:
+        out.append(
+            (
+                name,
+                "not measured",
+                result.get("torch_note") or "run W1-W4 with torch installed",
+            )
+        )
+
+    name = "7. L-BFGS <= 0.60x MLP per iteration, at the same loss"
+    if "lbfgs_max_ratio" in s:
+        ok = s["lbfgs_max_ratio"] <= 0.60 and s["lbfgs_max_loss_rel_diff"] <= 1e-3
+        out.append(
+            (
+                name,
+                _status(ok),
+                f"largest {s['lbfgs_max_ratio']:.3f} ({s['lbfgs_max_ratio_row']}); "
+                f"losses within {s['lbfgs_max_loss_rel_diff']:.1e} of MLP's",
+            )
+        )
+    else:
+        out.append((name, "not measured", "run LB1,LB2"))
+
+    name = "8. fit's peak memory <= MLP's on every row"
+    mem = [r for r in rows if kind(r) in ("epoch", "lbfgs") and "peak_mib_ours" in r]
+    if mem:
+        over = [
+            f"{r['workload']} {r['dtype']}"
+            for r in mem
+            if r["peak_mib_ours"] > r["peak_mib_mlp"]
+        ]
+        out.append(
+            (
+                name,
+                _status(not over),
+                f"above MLP's: {', '.join(over)}" if over else f"{len(mem)} rows",
+            )
+        )
+    else:
+        out.append((name, "not measured", "drop --no-memory"))
+    return out
 
 
 def _fmt(value, spec):
@@ -273,6 +621,46 @@ COLUMNS = [
     ("peak MiB MLP", lambda r: r.get("peak_mib_mlp"), ".1f"),
     ("GEMM frac ours", lambda r: r.get("gemm_fraction_ours"), ".3f"),
     ("GEMM frac MLP", lambda r: r.get("gemm_fraction_mlp"), ".3f"),
+    ("ours/torch", lambda r: r.get("ratio_torch"), ".3f"),
+]
+
+TORCH_COLUMNS = [
+    ("row", lambda r: r["workload"], ""),
+    ("dtype", lambda r: r["dtype"], ""),
+    ("epochs", lambda r: r["epochs"], "d"),
+    ("ours s/ep", lambda r: r["s_per_epoch_ours_torch_phase"], ".4f"),
+    ("torch s/ep", lambda r: r["s_per_epoch_torch"], ".4f"),
+    ("ours/torch", lambda r: r["ratio_torch"], ".3f"),
+    ("max |w diff|", lambda r: r["torch_max_abs_param_diff"], ".1e"),
+    ("threads", lambda r: r["torch_threads"], "d"),
+]
+
+LARGE_PREDICT_COLUMNS = [
+    ("row", lambda r: r["workload"], ""),
+    ("dtype", lambda r: r["dtype"], ""),
+    ("rows", lambda r: r["n_rows"], "d"),
+    ("proba ours s", lambda r: r["predict_proba_s_ours"], ".4f"),
+    ("proba MLP s", lambda r: r["predict_proba_s_mlp"], ".4f"),
+    ("ratio", lambda r: r["predict_proba_ratio"], ".3f"),
+    ("predict ours s", lambda r: r["predict_s_ours"], ".4f"),
+    ("predict MLP s", lambda r: r["predict_s_mlp"], ".4f"),
+    ("ratio", lambda r: r["predict_ratio"], ".3f"),
+    ("proba MiB ours", lambda r: r.get("predict_proba_peak_mib_ours"), ".1f"),
+    ("proba MiB MLP", lambda r: r.get("predict_proba_peak_mib_mlp"), ".1f"),
+    ("predict MiB ours", lambda r: r.get("predict_peak_mib_ours"), ".1f"),
+    ("predict MiB MLP", lambda r: r.get("predict_peak_mib_mlp"), ".1f"),
+]
+
+SEARCH_COLUMNS = [
+    ("row", lambda r: r["workload"], ""),
+    ("dtype", lambda r: r["dtype"], ""),
+    ("fits", lambda r: r["n_fits"], "d"),
+    ("epochs", lambda r: r["epochs"], "d"),
+    ("ours s", lambda r: r["s_ours"], ".3f"),
+    ("MLP s", lambda r: r["s_mlp"], ".3f"),
+    ("ratio", lambda r: r["ratio"], ".3f"),
+    ("best CV ours", lambda r: r["best_score_ours"], ".4f"),
+    ("best CV MLP", lambda r: r["best_score_mlp"], ".4f"),
 ]
 
 LBFGS_COLUMNS = [
@@ -324,10 +712,42 @@ def table(rows, columns, rst=False):
     return "\n".join([lines[0], rule, *lines[1:]])
 
 
+def _titled(title, rows, columns, rst):
+    """A table under its title (the reStructuredText form leaves the title to
+    the page that includes it)."""
+    return ["", "" if rst else title, table(rows, columns, rst)]
+
+
 def report(result, rst=False):
     lbfgs_rows = [r for r in result["rows"] if is_lbfgs(r)]
-    rows = [r for r in result["rows"] if not is_lbfgs(r)]
+    rows = [r for r in result["rows"] if kind(r) == "epoch"]
+    predict_large = [r for r in result["rows"] if kind(r) == "predict"]
+    search_rows = [r for r in result["rows"] if kind(r) == "search"]
+    torch_rows = [r for r in rows if "ratio_torch" in r]
     out = [table(rows, COLUMNS, rst)] if rows else []
+    if torch_rows:
+        out += _titled(
+            "A plain PyTorch loop on CPU, same work (ours timed again, "
+            "interleaved with torch):",
+            torch_rows,
+            TORCH_COLUMNS,
+            rst,
+        )
+    if predict_large:
+        out += _titled(
+            "predict_proba / predict on many rows (default working_memory), "
+            "seconds and peak MiB:",
+            predict_large,
+            LARGE_PREDICT_COLUMNS,
+            rst,
+        )
+    if search_rows:
+        out += _titled(
+            "GridSearchCV (StandardScaler + estimator) end to end:",
+            search_rows,
+            SEARCH_COLUMNS,
+            rst,
+        )
     predict_rows = [r for r in rows if "predict_s_ours" in r]
     if predict_rows:
         out += [
@@ -338,8 +758,7 @@ def report(result, rst=False):
     if lbfgs_rows:
         out += [
             "",
-            "L-BFGS (full batch) next to MLP's solver='lbfgs', "
-            "seconds per iteration:"
+            "L-BFGS (full batch) next to MLP's solver='lbfgs', seconds per iteration:"
             if not rst
             else "",
             table(lbfgs_rows, LBFGS_COLUMNS, rst),
@@ -373,6 +792,21 @@ def report(result, rst=False):
         out.append(
             f"peak memory <= MLP's on every row: {s['memory_ours_le_mlp_every_row']}"
         )
+    for dtype in DTYPES:
+        if f"dropout_cost_{dtype}" in s:
+            out.append(
+                f"dropout's cost ({dtype}): W2-dropout's ratio / W2's = "
+                f"{s[f'dropout_cost_{dtype}']:.3f}"
+            )
+    if result.get("torch_note"):
+        out.append(result["torch_note"])
+    if "targets" in s:
+        out += ["", "issue 17 targets:"]
+        width = max(len(name) for name, _, _ in s["targets"])
+        out += [
+            f"  {name.ljust(width)}  {status:12s} {detail}"
+            for name, status, detail in s["targets"]
+        ]
     return "\n".join(out)
 
 
@@ -388,10 +822,19 @@ def parse_args(argv=None):
         help="fits per estimator, alternating the order (default 5, quick 2)",
     )
     p.add_argument(
-        "--only", default=None, help="comma-separated workload names, e.g. W2,W4"
+        "--only",
+        default=None,
+        help="comma-separated row names, e.g. W2,W4 (all: "
+        + ",".join(w.name for w in ALL_ROWS)
+        + ")",
     )
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc fits")
+    p.add_argument(
+        "--no-torch",
+        action="store_true",
+        help="skip the PyTorch loop (it is skipped anyway when torch is absent)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -411,12 +854,21 @@ def parse_args(argv=None):
     return args
 
 
+ALL_ROWS = [*WORKLOADS, *PREDICTIONS, *SEARCHES]
+
+
 def main(argv=None):
     args = parse_args(argv)
-    selected = WORKLOADS
+    selected = ALL_ROWS
     if args.only:
-        names = set(args.only.split(","))
-        selected = [w for w in WORKLOADS if w.name in names]
+        names = args.only.split(",")
+        unknown = sorted(set(names) - {w.name for w in ALL_ROWS})
+        if unknown:
+            raise SystemExit(
+                f"--only: unknown row(s) {', '.join(unknown)}; rows: "
+                + ", ".join(w.name for w in ALL_ROWS)
+            )
+        selected = [w for w in ALL_ROWS if w.name in set(names)]
     dtypes = args.dtypes.split(",")
     info = machine()
     print(
@@ -443,7 +895,7 @@ def main(argv=None):
         else contextlib.nullcontext()
     )
     with limits:
-        rows = run_all(selected, dtypes, args)
+        rows, torch_note = run_all(selected, dtypes, args)
     info["load_average_end"] = os.getloadavg()
     result = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
@@ -451,35 +903,59 @@ def main(argv=None):
         "blas_threads": args.threads,
         "seconds": time.perf_counter() - start,
         "machine": info,
+        "torch_note": torch_note,
         "rows": rows,
     }
     return finish(result, args)
 
 
 def run_all(selected, dtypes, args):
+    """Every selected row in every dtype, then the PyTorch phase; the rows and
+    a note when the PyTorch phase was skipped."""
     rows = []
     data_cache = {}
+
+    def data(make_data, dtype_name):
+        key = (make_data, dtype_name)
+        if key not in data_cache:  # W2, W2-L2, W2-bs32, P-W2... share their data
+            data_cache[key] = make_data(DTYPES[dtype_name])
+        return data_cache[key]
+
     for w in selected:
         for dtype_name in dtypes:
-            key = (w.make_data, dtype_name)
-            if key not in data_cache:  # W2 and W2-L2 share their data
-                data_cache[key] = w.make_data(DTYPES[dtype_name])
-            X, y = data_cache[key]
-            row = run_row(w, dtype_name, X, y, args)
+            row_kind = getattr(w, "kind", None)
+            if row_kind == "predict":
+                row = run_prediction_row(w, dtype_name, data, args)
+                progress = (
+                    f"predict_proba ratio {row['predict_proba_ratio']:.3f}, "
+                    f"predict ratio {row['predict_ratio']:.3f}"
+                )
+            elif row_kind == "search":
+                row = run_search_row(w, dtype_name, data, args)
+                progress = (
+                    f"ours {row['s_ours']:.3f} s, MLP {row['s_mlp']:.3f} s, "
+                    f"ratio {row['ratio']:.3f}"
+                )
+            else:
+                row = run_row(w, dtype_name, *data(w.make_data, dtype_name), args)
+                unit = "iter" if is_lbfgs(row) else "epoch"
+                progress = (
+                    f"ours {row[f's_per_{unit}_ours']:.4f} s/{unit}, "
+                    f"MLP {row[f's_per_{unit}_mlp']:.4f}, ratio {row['ratio']:.3f}"
+                )
             rows.append(row)
-            unit = "iter" if is_lbfgs(row) else "epoch"
-            print(
-                f"  {w.name:6s} {dtype_name}: "
-                f"ours {row[f's_per_{unit}_ours']:.4f} s/{unit}, "
-                f"MLP {row[f's_per_{unit}_mlp']:.4f}, ratio {row['ratio']:.3f}",
-                flush=True,
-            )
-    return rows
+            print(f"  {w.name:10s} {dtype_name}: {progress}", flush=True)
+    workloads = {w.name: w for w in WORKLOADS}
+    torch_note = add_torch_columns(rows, workloads, data, args)
+    if torch_note:
+        print(torch_note, flush=True)
+    return rows, torch_note
 
 
 def finish(result, args):
     rows = result["rows"]
     result["summary"] = summarize(rows)
+    result["summary"]["targets"] = targets(result)
     print()
     print(report(result))
     print(f"\n({result['seconds']:.0f} s)")

@@ -6,6 +6,10 @@ architecture, optimizer, batch size, learning rate, L2 penalty and
 ``random_state`` on both sides. MLP's ``solver`` is matched with our optimizer of
 the same name (``adam`` with ``adam``, ``sgd`` with Nesterov-momentum ``sgd``,
 plain SGD with ``sgd`` at ``momentum=0``), so that both do the same work per step.
+
+Besides the per-epoch rows (:data:`WORKLOADS`), two other kinds of rows:
+:data:`PREDICTIONS` (``predict_proba``/``predict`` on many rows with a fitted
+network of W2 or W4) and :data:`SEARCHES` (a whole ``GridSearchCV`` end to end).
 """
 
 from dataclasses import dataclass, field, replace
@@ -13,7 +17,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import sparse
 from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.model_selection import GridSearchCV
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor
@@ -41,6 +47,10 @@ class Workload:
     in_geomean: bool = True  # part of the headline geometric mean (W1-W4)
     predict: bool = False  # also time predict() on this workload
     tags: dict = field(default_factory=dict)
+    # parameters given to ours only (e.g. dropout, which MLP does not have)
+    ours_params: dict = field(default_factory=dict)
+    # also timed against the plain PyTorch loop (benchmarks/torch_loop.py)
+    torch: bool = False
 
     @property
     def solver(self):
@@ -87,11 +97,15 @@ class Workload:
             theirs = dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8)
         if self.task == "classification":
             return (
-                BackpropClassifier(optimizer=ours_opt, **ours_extra, **common),
+                BackpropClassifier(
+                    optimizer=ours_opt, **ours_extra, **self.ours_params, **common
+                ),
                 MLPClassifier(**theirs, **common),
             )
         return (
-            BackpropRegressor(optimizer=ours_opt, **ours_extra, **common),
+            BackpropRegressor(
+                optimizer=ours_opt, **ours_extra, **self.ours_params, **common
+            ),
             MLPRegressor(**theirs, **common),
         )
 
@@ -171,6 +185,7 @@ _W2 = Workload(
     epochs=4,
     epochs_quick=1,
     predict=True,
+    torch=True,
 )
 
 _W4 = Workload(
@@ -184,20 +199,24 @@ _W4 = Workload(
     epochs=2,
     epochs_quick=1,
     predict=True,
+    torch=True,
+)
+
+_W1 = Workload(
+    "W1",
+    "load_digits 1797x64, (100,), adam, batch 200",
+    "classification",
+    _digits,
+    (100,),
+    "adam",
+    200,
+    epochs=60,
+    epochs_quick=10,
+    torch=True,
 )
 
 WORKLOADS = [
-    Workload(
-        "W1",
-        "load_digits 1797x64, (100,), adam, batch 200",
-        "classification",
-        _digits,
-        (100,),
-        "adam",
-        200,
-        epochs=60,
-        epochs_quick=10,
-    ),
+    _W1,
     _W2,
     Workload(
         "W3",
@@ -209,6 +228,7 @@ WORKLOADS = [
         200,
         epochs=4,
         epochs_quick=1,
+        torch=True,
     ),
     _W4,
     # Not a target: W4 with the cheapest update, which shows how close the
@@ -222,6 +242,7 @@ WORKLOADS = [
         learning_rate_init=0.1,  # 1e-3 barely moves plain SGD in two epochs
         in_geomean=False,
         predict=False,
+        torch=False,
     ),
     replace(
         _W2,
@@ -230,6 +251,29 @@ WORKLOADS = [
         alpha=1e-4,
         in_geomean=False,
         predict=False,
+        torch=False,
+    ),
+    # Small batches (issue 17, target 3, with W1): 1,563 steps an epoch, where
+    # the Python and numpy-call overhead of a step weighs more than its products.
+    replace(
+        _W2,
+        name="W2-bs32",
+        description="W2 with batch_size=32 (small batches)",
+        batch_size=32,
+        epochs=2,
+        in_geomean=False,
+        predict=False,
+    ),
+    # Dropout's cost (issue 16): ours with dropout=0.2 against MLP without it
+    # (MLP has none); this row's ratio over W2's is what dropout adds.
+    replace(
+        _W2,
+        name="W2-dropout",
+        description="W2 with dropout=0.2 on ours only (MLP has no dropout)",
+        ours_params={"dropout": 0.2},
+        in_geomean=False,
+        predict=False,
+        torch=False,
     ),
     Workload(
         "S1",
@@ -281,5 +325,97 @@ WORKLOADS = [
         epochs_quick=20,
         alpha=1e-4,
         in_geomean=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class PredictionWorkload:
+    """``predict_proba`` and ``predict`` on ``n_rows`` rows with a fitted network.
+
+    Both estimators are fitted for one epoch on ``workload``'s data (what a
+    prediction costs does not depend on the weights' values), then predict on
+    ``n_rows`` standard-normal rows of the same width (the training data is
+    standardised too), at scikit-learn's default ``working_memory``.
+    """
+
+    name: str
+    description: str
+    workload: Workload
+    n_rows: int
+    n_rows_quick: int
+    kind: str = "predict"
+
+
+@dataclass(frozen=True)
+class SearchWorkload:
+    """A whole ``GridSearchCV`` of ``StandardScaler`` + estimator, end to end."""
+
+    name: str
+    description: str
+    make_data: callable
+    base: Workload  # the estimator's fixed settings (the grid overrides some)
+    param_grid: dict
+    epochs: int
+    epochs_quick: int
+    cv: int = 3
+    kind: str = "search"
+
+    @property
+    def n_candidates(self):
+        n = 1
+        for values in self.param_grid.values():
+            n *= len(values)
+        return n
+
+    def searches(self, max_iter):
+        """``(ours, MLP's)`` unfitted searches over the same grid and folds."""
+        grid = {f"net__{k}": v for k, v in self.param_grid.items()}
+        return tuple(
+            GridSearchCV(
+                Pipeline([("scale", StandardScaler()), ("net", est)]),
+                grid,
+                cv=self.cv,
+            )
+            for est in self.base.estimators(max_iter=max_iter)
+        )
+
+
+def _raw_digits(dtype):
+    X, y = load_digits(return_X_y=True)
+    return X.astype(dtype), y  # unscaled: the pipeline's StandardScaler scales
+
+
+PREDICTIONS = [
+    PredictionWorkload(
+        "P-W2",
+        "predict on 200,000 rows, W2's network (100 -> 256 -> 128 -> 10)",
+        _W2,
+        n_rows=200_000,
+        n_rows_quick=20_000,
+    ),
+    PredictionWorkload(
+        "P-W4",
+        "predict on 200,000 rows, W4's network (784 -> 1024 -> 1024 -> 10)",
+        _W4,
+        n_rows=200_000,
+        n_rows_quick=20_000,
+    ),
+]
+
+SEARCHES = [
+    SearchWorkload(
+        "GS-digits",
+        "GridSearchCV(StandardScaler + net), load_digits, 3-fold, 8 configurations, "
+        "adam, batch 200, fixed epochs",
+        _raw_digits,
+        _W1,
+        {
+            "hidden_layer_sizes": [(50,), (100,)],
+            "alpha": [1e-4, 1e-2],
+            "learning_rate_init": [1e-3, 1e-2],
+        },
+        epochs=20,
+        epochs_quick=3,
     ),
 ]
