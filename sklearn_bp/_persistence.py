@@ -47,6 +47,7 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic, np.ndar
 # The modules whose public classes can be found in a saved estimator.
 _PUBLIC_MODULES = (
     "sklearn_bp.activations",
+    "sklearn_bp.embeddings",
     "sklearn_bp.losses",
     "sklearn_bp.optimizers",
     "sklearn_bp.schedules",
