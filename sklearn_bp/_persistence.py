@@ -61,7 +61,8 @@ def trusted_types():
     -------
     names : list of str
         ``"module.Class"`` of the two estimators and of every built-in
-        component (activations, losses, optimizers, schedules), sorted. The
+        component (activations, embeddings, losses, optimizers, schedules),
+        sorted. The
         components' base classes are not listed: no saved estimator holds one.
 
     See Also
@@ -94,11 +95,12 @@ def trusted_types():
 
 def _bases():
     from .activations import Activation
+    from .embeddings import Embedding
     from .losses import Loss
     from .optimizers import Optimizer
     from .schedules import Schedule
 
-    return (Activation, Loss, Optimizer, Schedule)
+    return (Activation, Embedding, Loss, Optimizer, Schedule)
 
 
 def _saveable(value):

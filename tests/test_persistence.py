@@ -197,6 +197,7 @@ def test_every_trusted_type_is_needed_by_some_configuration():
             component = cls(**required.get(name, {}))
             parameter = module_name.rpartition(".")[2]
             parameter = {"activations": "activation", "losses": "loss",
+                         "embeddings": "embedding",
                          "optimizers": "optimizer",
                          "schedules": "learning_rate"}[parameter]
             regression = parameter == "loss" and name != "LogLoss"
