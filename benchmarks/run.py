@@ -2,8 +2,9 @@
 
 Usage::
 
-    python benchmarks/run.py            # full run (a few minutes)
-    python benchmarks/run.py --quick    # under 2 minutes
+    python benchmarks/run.py            # full run: the measurement
+    python benchmarks/run.py --quick    # fewer epochs and repeats (minutes)
+    python benchmarks/run.py --smoke    # every kind of row, briefly (for CI)
     python benchmarks/run.py --only W4 --dtypes float32
 
 Each workload is fitted by both estimators with equal settings (architecture,
@@ -343,10 +344,10 @@ def add_torch_columns(rows, workloads, data, args):
         return "PyTorch rows skipped (--no-torch)."
     if not candidates:
         return None
+    threads = blas_threads()  # before torch brings its own BLAS into the process
     torch, message = import_torch()
     if torch is None:
         return message
-    threads = blas_threads()
     torch.set_num_threads(threads)
     print(f"PyTorch {torch.__version__} on CPU, {threads} thread(s):", flush=True)
     for r in candidates:
@@ -800,7 +801,12 @@ def report(result, rst=False):
             )
     if result.get("torch_note"):
         out.append(result["torch_note"])
-    if "targets" in s:
+    if "targets" in s and rst:
+        out += [""] + [
+            f"- target {name}: **{status}** ({detail})"
+            for name, status, detail in s["targets"]
+        ]
+    elif "targets" in s:
         out += ["", "issue 17 targets:"]
         width = max(len(name) for name, _, _ in s["targets"])
         out += [
@@ -813,7 +819,14 @@ def report(result, rst=False):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--quick", action="store_true", help="fewer epochs and repeats (< 2 min)"
+        "--quick", action="store_true", help="fewer epochs and repeats (minutes)"
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a check that every kind of row runs, not a measurement: --quick "
+        "with 1 repeat on the rows " + ",".join(SMOKE_ROWS) + " (unless --only "
+        "names others); writes no latest.json (well under 2 min on 2 cores)",
     )
     p.add_argument(
         "--repeats",
@@ -849,12 +862,20 @@ def parse_args(argv=None):
         "also copied to latest.json)",
     )
     args = p.parse_args(argv)
+    if args.smoke:
+        args.quick = True
+        args.only = args.only or ",".join(SMOKE_ROWS)
+        if args.repeats is None:
+            args.repeats = 1
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
     return args
 
 
 ALL_ROWS = [*WORKLOADS, *PREDICTIONS, *SEARCHES]
+# One cheap row of each kind (epochs with the torch loop, L-BFGS, prediction,
+# search): --smoke runs every code path of this script in well under 2 minutes.
+SMOKE_ROWS = ["W1", "LB1", "P-W2", "GS-digits"]
 
 
 def main(argv=None):
@@ -900,6 +921,7 @@ def main(argv=None):
     result = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "quick": args.quick,
+        "smoke": args.smoke,
         "blas_threads": args.threads,
         "seconds": time.perf_counter() - start,
         "machine": info,
@@ -963,12 +985,13 @@ def finish(result, args):
         path = Path(args.output)
     else:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S.json")
+        stem = "smoke" if args.smoke else "bench"
+        path = RESULTS_DIR / time.strftime(f"{stem}-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
     path.write_text(text)
     path.with_suffix(".rst").write_text(report(result, rst=True) + "\n")
-    if not args.output:
+    if not args.output and not args.smoke:  # a smoke run measures nothing
         (RESULTS_DIR / "latest.json").write_text(text)
         (RESULTS_DIR / "latest.rst").write_text(report(result, rst=True) + "\n")
     print(f"wrote {path}")
