@@ -686,6 +686,78 @@ def format_tables(results, summary, cost, models):
     return "\n".join(lines)
 
 
+SHORT = {
+    "mlp": "MLP",
+    "plain": "plain",
+    "periodic": "+periodic",
+    "tabm": "+TabM",
+    "periodic+tabm": "+both",
+    "hgb": "HGB",
+    "realmlp": "RealMLP",
+}
+
+
+def format_rst(results, summary, cost, models):
+    """The panel as reStructuredText list-tables, for the user guide."""
+    keys = [m.key for m in models]
+
+    def table(header, rows, widths=None):
+        out = [".. list-table::", "   :header-rows: 1", ""]
+        for row in [header, *rows]:
+            out.append(f"   * - {row[0]}")
+            out.extend(f"     - {cell}" for cell in row[1:])
+        return out
+
+    def cell(record, key, field, fmt):
+        row = record["models"].get(key, {})
+        return fmt.format(row[field]) if field in row else "n/a"
+
+    header = ["data set (metric)", *[SHORT[k] for k in keys]]
+    errors, times = [], []
+    for name, record in results.items():
+        metric = "RMSE" if record["metric"] == "RMSE" else "error"
+        best = min(
+            (r["error_mean"] for r in record["models"].values() if "error_mean" in r),
+            default=None,
+        )
+        row = [f"{name} ({metric})"]
+        for k in keys:
+            text = cell(record, k, "error_mean", "{:.4f}")
+            mean = record["models"].get(k, {}).get("error_mean")
+            row.append(f"**{text}**" if mean is not None and mean == best else text)
+        errors.append(row)
+        times.append(
+            [name, *[cell(record, k, "fit_seconds_median", "{:.1f}") for k in keys]]
+        )
+    change = ["median change vs plain"]
+    wins = ["wins vs plain"]
+    for k in keys:
+        sm = summary[k]
+        if sm["n_datasets"]:
+            change.append(f"{100 * sm['median_relative_change']:+.1f} %")
+            wins.append(f"{sm['wins']} / {sm['n_datasets']}")
+        else:
+            change.append("n/a")
+            wins.append("n/a")
+    lines = table(header, [*errors, change, wins])
+    lines += ["", ""] + table(["CPU s per fit (median)", *header[1:]], times)
+    if cost and "rows" in cost:
+        rows = [
+            [
+                r["ensemble_type"],
+                str(r["k"]),
+                f"{r['seconds_per_epoch']:.4f}",
+                f"{r['ratio_to_first']:.2f}",
+                f"{r['ratio_to_first'] / r['k']:.2f}",
+            ]
+            for r in cost["rows"]
+        ]
+        lines += ["", ""] + table(
+            ["ensemble_type", "k", "CPU s / epoch", "x k=1", "x (k times k=1)"], rows
+        )
+    return "\n".join(lines) + "\n"
+
+
 def machine():
     cpu = platform.processor()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -819,7 +891,8 @@ def main(argv=None):
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = out_dir / f"tabular-{stamp}.json"
     path.write_text(json.dumps(out, indent=1, default=_json_default))
-    print(f"\nwritten: {path}")
+    path.with_suffix(".rst").write_text(format_rst(results, summary, cost, models))
+    print(f"\nwritten: {path} and its .rst tables")
     return out
 
 
