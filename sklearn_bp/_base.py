@@ -435,8 +435,7 @@ class BaseBackprop(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # (embeddings and ensembles need dense input)
-        tags.input_tags.sparse = self.embedding is None and self.ensemble_size == 1
+        tags.input_tags.sparse = True
         return tags
 
     # -- persistence: pickle, joblib and skops (see sklearn_bp._persistence) ----

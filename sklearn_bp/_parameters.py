@@ -16,7 +16,6 @@ for prediction.
 from numbers import Real
 
 import numpy as np
-from scipy import sparse
 
 from . import _network, _tabular
 from ._init import get_weight_init, glorot_uniform
@@ -115,12 +114,6 @@ class ParametersMixin:
         """Initialise the parameters (first call) or check their shapes."""
         hidden = _hidden_sizes(self.hidden_layer_sizes)
         embedding = None if self.embedding is None else get_embedding(self.embedding)
-        if (embedding is not None or self.ensemble_size > 1) and sparse.issparse(X):
-            raise ValueError(
-                "embedding and ensemble_size > 1 need dense X; got a sparse matrix. "
-                "Convert it with X.toarray() (or densify in a Pipeline), or fit "
-                "without them."
-            )
         if not first_call:
             net = self._tabular_net()
             n_inputs = X.shape[1] if net is None else net.n_inputs

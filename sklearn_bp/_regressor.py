@@ -49,14 +49,15 @@ class BackpropRegressor(RegressorMixin, BaseBackprop):
         Numerical feature embeddings before the first dense layer (see
         :mod:`sklearn_bp.embeddings`; options are nested parameters,
         ``embedding__n_frequencies``). Their parameters are in
-        ``embedding_params_``. Needs dense ``X``. ``None``: the features as they
-        are.
+        ``embedding_params_``. Sparse ``X`` is densified a batch at a time.
+        ``None``: the features as they are.
     ensemble_size : int, default=1
         Members of a TabM ensemble (``k``): ``1`` is one network; ``k >= 2``
         trains ``k`` members that share the hidden weights, each with its own
         rank-1 adapters, biases and output layer, on every batch, minimising
         the mean of their losses; predictions average the members
-        (probabilities for classifiers). Needs dense ``X`` and a hidden layer.
+        (probabilities for classifiers). Needs a hidden layer; sparse ``X`` is
+        densified a batch at a time.
     ensemble_type : {"tabm", "tabm-mini"}, default="tabm"
         ``"tabm"``: adapters on every hidden layer; ``"tabm-mini"``: one
         per-member scaling of the inputs only.

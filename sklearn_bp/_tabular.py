@@ -24,6 +24,7 @@ the plain network's, so that every optimizer updates them in one pass.
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 from scipy.special import log_expit, log_softmax, logsumexp
 from sklearn.utils import gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
@@ -113,7 +114,11 @@ def make_net(embedding, X, k, mini, n_hidden, sample_weight=None):
             "(hidden_layer_sizes=() has none): the members' adapters sit on "
             "hidden layers."
         )
-    state = None if embedding is None else embedding._fit_state(X, sample_weight)
+    if embedding is None:
+        state = None
+    else:
+        state = embedding._fit_state(X.toarray() if sparse.issparse(X) else X,
+                                     sample_weight)
     keys = ()
     if embedding is not None:
         keys = tuple(embedding._param_shapes(X.shape[1], state))
@@ -177,6 +182,9 @@ def _forward(net, params, X, layers, n_layers=None, masks=None):
     ``n_layers`` the last computed hidden layer's activations.
     """
     coefs, intercepts, embedding, r, s = net.split(params)
+    if sparse.issparse(X):
+        # (embeddings and members read every feature: a batch at a time, dense)
+        X = X.toarray()
     cache = {"X": X}
     E = X
     if net.embedding is not None:

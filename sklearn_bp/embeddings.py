@@ -23,7 +23,8 @@ Pass a name (``embedding="periodic"`` / ``"piecewise_linear"``) or an instance
 by the estimator's optimizer with the rest of the network and are stored in
 the fitted attribute ``embedding_params_``; ``coefs_`` and ``intercepts_``
 keep describing the dense layers, the first of which reads ``n_features *
-d_embedding`` inputs. Embeddings need dense input.
+d_embedding`` inputs. Sparse input is densified a batch at a time (and once
+for the bins).
 """
 
 import math

@@ -377,8 +377,15 @@ def test_lbfgs_early_stopping_float32_and_errors(Estimator, digits):
                      X.astype(np.float32), y)
     assert all(p.dtype == np.float32 for p in est._params())
     assert est.predict(X.astype(np.float32)).dtype in (np.float32, y.dtype)
-    with pytest.raises(ValueError, match="dense X"):
-        Estimator(embedding="periodic").fit(sparse.csr_matrix(X), y)
+    # sparse input is densified batch by batch: the same fit as dense input
+    params = dict(hidden_layer_sizes=(8,), ensemble_size=2, max_iter=2, random_state=0,
+                  embedding="piecewise_linear")
+    on_sparse = _quiet_fit(Estimator(**params), sparse.csr_matrix(X), y)
+    on_dense = _quiet_fit(Estimator(**params), X, y)
+    for a, b in zip(on_sparse._params(), on_dense._params(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(on_sparse.predict(sparse.csr_matrix(X)),
+                               on_dense.predict(X))
     with pytest.raises(ValueError, match="hidden layer"):
         Estimator(hidden_layer_sizes=(), ensemble_size=2).fit(X, y)
     with pytest.raises(ValueError, match="'embedding'"):
