@@ -61,8 +61,8 @@ grades = {
 # is standardised for training and predicted back in log dollars. Training:
 # AdamW with a little weight decay, dropout, early stopping on 10 % of the
 # training rows (the best epoch's weights are kept). The layers are narrow and
-# the data small so that this page builds in seconds; the user guide's recipe
-# uses (256, 256, 256) and all the rows you have.
+# the data small so that this page builds in seconds; on larger data the user
+# guide suggests wider and deeper layers, such as (256, 256, 256).
 
 
 def network(**extra):
