@@ -21,6 +21,7 @@ from ._flat import flat_base, packed_empty
 from ._fused import single_threaded_scipy_blas
 from ._network import loss_and_gradients
 from ._step import DivergenceError, Step, all_finite, workspace_for
+from ._tabular import Scratch
 from ._tabular import loss_and_gradients as tabular_loss_and_gradients
 
 
@@ -362,9 +363,11 @@ class LBFGSSolver:
             if getattr(self, "_tabular_grads", None) is None:
                 self._tabular_grads = packed_empty([p.shape for p in self.params],
                                                    self.params[0].dtype)
+                self._tabular_scratch = Scratch()
             value = tabular_loss_and_gradients(
                 self.tabular, self.params, X, Y, sample_weight, self.layers,
                 self.loss, self.alpha, self._tabular_grads,
+                scratch=self._tabular_scratch,
             )
             return [*self._tabular_grads, value]
         value, coef_grads, intercept_grads = loss_and_gradients(

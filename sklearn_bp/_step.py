@@ -24,6 +24,7 @@ from ._network import (
     squared_norm,
     workspace_key,
 )
+from ._tabular import Scratch
 from ._tabular import loss_and_gradients as tabular_loss_and_gradients
 from .optimizers import BUILTIN_OPTIMIZERS
 
@@ -129,6 +130,7 @@ class Step:
             None if tabular is None
             else packed_empty([p.shape for p in self.params], self.params[0].dtype)
         )
+        self._tabular_scratch = Scratch()
         self.layers = layers
         self.dropout = any(layer.dropout for layer in layers)
         self.dropout_rng = dropout_rng
@@ -230,6 +232,7 @@ class Step:
                 self.tabular, self.params, X, Y, sample_weight, self.layers,
                 self.loss, self.alpha, grads,
                 masks=self._tabular_masks if self.dropout else None,
+                scratch=self._tabular_scratch,
             )
         else:
             value, coef_grads, intercept_grads = loss_and_gradients(

@@ -21,6 +21,7 @@ input scales ``r``, then the output scales ``s``), packed in one buffer like
 the plain network's, so that every optimizer updates them in one pass.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ from sklearn.utils import gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
 from ._flat import packed_empty
+from ._network import needs_pre_activations
 
 
 @dataclass(frozen=True)
@@ -173,13 +175,39 @@ def init_params(net, layer_units, init, factors, rng, dtype):
 # -- forward and backward ------------------------------------------------------------
 
 
-def _forward(net, params, X, layers, n_layers=None, masks=None):
+class Scratch:
+    """Arrays reused from one batch (or prediction chunk) to the next, one per
+    role: the members' activations are k times a network's, and new arrays of
+    that size each batch cost their page faults again (a fifth of a step at
+    k = 32, measured)."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, key, shape, dtype):
+        """A C-contiguous array of ``shape`` for ``key`` (contents undefined)."""
+        size = math.prod(shape)
+        array = self._arrays.get(key)
+        if array is None or array.size < size or array.dtype != dtype:
+            array = self._arrays[key] = np.empty(size, dtype)
+        return array[:size].reshape(shape)
+
+
+def _empty(scratch, key, shape, dtype):
+    if scratch is None:
+        return np.empty(shape, dtype)
+    return scratch.get(key, shape, dtype)
+
+
+def _forward(net, params, X, layers, n_layers=None, masks=None, scratch=None):
     """The forward pass; ``(output, cache)``.
 
     ``masks`` (training with dropout) is a callable returning a layer's mask
     for a shape, or None. ``output`` is the raw output, member-major ``(k, n,
     n_outputs)`` (``(1, n, n_outputs)`` without ensemble), or with
-    ``n_layers`` the last computed hidden layer's activations.
+    ``n_layers`` the last computed hidden layer's activations. With a
+    :class:`Scratch`, the arrays (the output and the cache too) are its, valid
+    until the next call with it.
     """
     coefs, intercepts, embedding, r, s = net.split(params)
     if sparse.issparse(X):
@@ -193,8 +221,11 @@ def _forward(net, params, X, layers, n_layers=None, masks=None):
     L = len(coefs)
     n_layers = L if n_layers is None else n_layers
     k, n = net.k, X.shape[0]
+    dtype = coefs[0].dtype
+    adapted = net.ensemble and not net.mini
     if net.ensemble and net.mini:
-        A = E[None] * r[0][:, None, :]  # (k, n, d)
+        A = np.multiply(E[None], r[0][:, None, :],
+                        out=_empty(scratch, "U0", (k, *E.shape), dtype))
     elif net.ensemble:
         A = np.broadcast_to(E, (k, *E.shape))
     else:
@@ -202,27 +233,46 @@ def _forward(net, params, X, layers, n_layers=None, masks=None):
     inputs, Ps, Zs, As, Ms = [], [], [], [], []
     for i in range(n_layers):
         last = i == L - 1
+        W = coefs[i]
         if last and net.ensemble:
-            Z = np.matmul(A, coefs[i]) + intercepts[i][:, None, :]
+            Z = np.matmul(A, W,
+                          out=_empty(scratch, ("Z", i), (k, n, W.shape[2]), dtype))
+            Z += intercepts[i][:, None, :]
             inputs.append(A)
         else:
-            U = A * r[i][:, None, :] if net.ensemble and not net.mini else A
+            U = A
+            if adapted:
+                U = np.multiply(A, r[i][:, None, :],
+                                out=_empty(scratch, ("U", i), A.shape, dtype))
             inputs.append(U)
-            P = (U.reshape(-1, U.shape[2]) @ coefs[i]).reshape(U.shape[0], n, -1)
-            Ps.append(P)
-            Z = P * s[i][:, None, :] if net.ensemble and not net.mini else P
+            m = U.shape[0]
+            P = np.matmul(U.reshape(-1, U.shape[2]), W,
+                          out=_empty(scratch, ("P", i), (m * n, W.shape[1]), dtype))
+            P = P.reshape(m, n, -1)
+            if adapted:
+                Ps.append(P)  # (kept for the output scale's gradient)
+                Z = np.multiply(P, s[i][:, None, :],
+                                out=_empty(scratch, ("Z", i), P.shape, dtype))
+            else:
+                Ps.append(None)
+                Z = P
             b = intercepts[i]
-            Z = Z + (b[:, None, :] if b.ndim == 2 else b)
+            Z += b[:, None, :] if b.ndim == 2 else b
         Zs.append(Z)
         if last:
             break
-        A = layers[i].activation.forward(Z)
+        activation = layers[i].activation
+        # in Z's buffer when the backward hook reads only A (see _network)
+        A = Z
+        if needs_pre_activations(activation):
+            A = _empty(scratch, ("A", i), Z.shape, dtype)
+        A = activation._forward_into(Z, A)
         As.append(A)
         mask = None if masks is None else masks(i, A.shape, A.dtype)
         Ms.append(mask)
         if mask is not None:
-            A = A * mask
-    cache.update(inputs=inputs, P=Ps, Z=Zs, A=As, M=Ms)
+            A = np.multiply(A, mask, out=_empty(scratch, ("out", i), A.shape, dtype))
+    cache.update(inputs=inputs, P=Ps, Z=Zs, A=As, M=Ms, scratch=scratch)
     return (Zs[-1] if n_layers == L else A), cache
 
 
@@ -239,7 +289,9 @@ def _backward(net, params, cache, delta, layers, l2, grads):
         if i == L - 1 and net.ensemble:  # each member's own output layer
             np.matmul(inputs[i].transpose(0, 2, 1), dZ, out=g_coefs[i])
             dZ.sum(axis=1, out=g_intercepts[i])
-            dU = np.matmul(dZ, coefs[i].transpose(0, 2, 1))
+            dU = np.matmul(dZ, coefs[i].transpose(0, 2, 1),
+                           out=_empty(cache["scratch"], ("dU", i), inputs[i].shape,
+                                      dZ.dtype))
         else:
             dU = _shared_layer_backward(net, i, cache, dZ, coefs, s, grads)
         if l2:
@@ -249,10 +301,12 @@ def _backward(net, params, cache, delta, layers, l2, grads):
             previous = cache["E"][None] if i == 0 else _layer_output(As, Ms, i - 1)
             previous = np.broadcast_to(previous, dU.shape)
             g_r[i][...] = np.einsum("kni,kni->ki", dU, previous)
-            dU = dU * r[i][:, None, :]
+            dU *= r[i][:, None, :]
         if i > 0:
-            dA = dU if Ms[i - 1] is None else dU * Ms[i - 1]
-            dZ = dA * layers[i - 1].activation.derivative(Zs[i - 1], As[i - 1])
+            # (dU is a new array: the mask and the derivative apply in place)
+            if Ms[i - 1] is not None:
+                dU *= Ms[i - 1]
+            dZ = layers[i - 1].activation._backprop_into(Zs[i - 1], As[i - 1], dU)
     # the first layer's inputs: the (scaled) embedding or features
     if net.ensemble and net.mini:
         g_r[0][...] = np.einsum("kni,ni->ki", dU, cache["E"])
@@ -274,10 +328,11 @@ def _shared_layer_backward(net, i, cache, dZ, coefs, s, grads):
     dP = dZ
     if net.ensemble and not net.mini:  # Z = P * s + b
         g_s[i][...] = np.einsum("kno,kno->ko", dZ, cache["P"][i])
-        dP = dZ * s[i][:, None, :]
+        dP *= s[i][:, None, :]  # (dZ is not needed after this layer)
     flat_dP = dP.reshape(-1, dP.shape[2])
     np.matmul(U.reshape(-1, U.shape[2]).T, flat_dP, out=g_coefs[i])
-    return (flat_dP @ coefs[i].T).reshape(dP.shape[0], dP.shape[1], -1)
+    dU = _empty(cache["scratch"], ("dU", i), (flat_dP.shape[0], U.shape[2]), dZ.dtype)
+    return np.matmul(flat_dP, coefs[i].T, out=dU).reshape(U.shape)
 
 
 def _layer_output(As, Ms, i):
@@ -285,7 +340,7 @@ def _layer_output(As, Ms, i):
 
 
 def loss_and_gradients(net, params, X, Y, sample_weight, layers, loss, alpha,
-                       grads, masks=None):
+                       grads, masks=None, scratch=None):
     """Penalised batch loss (the mean of the members' losses) and its
     gradients, written into ``grads`` (packed like ``params``).
 
@@ -295,7 +350,7 @@ def loss_and_gradients(net, params, X, Y, sample_weight, layers, loss, alpha,
     """
     n = X.shape[0]
     weight_sum = n if sample_weight is None else float(np.sum(sample_weight))
-    raw, cache = _forward(net, params, X, layers, masks=masks)
+    raw, cache = _forward(net, params, X, layers, masks=masks, scratch=scratch)
     k = raw.shape[0]
     flat = np.ascontiguousarray(raw).reshape(k * n, -1)
     Y_all = Y if k == 1 else np.tile(Y, (k, 1))
@@ -321,9 +376,11 @@ def predict_members(net, params, X, layers, n_layers=None):
     member-major ``(k, n_samples, width)``, in chunks of bounded memory."""
     coefs = params[: net.n_hidden + 1]
     out = None
+    scratch = Scratch()
     for rows in _chunks(net, coefs, X.shape[0], coefs[0].dtype):
         with np.errstate(over="ignore", invalid="ignore"):
-            part, _ = _forward(net, params, X[rows], layers, n_layers=n_layers)
+            part, _ = _forward(net, params, X[rows], layers, n_layers=n_layers,
+                               scratch=scratch)
         if not np.isfinite(part).all():
             raise ValueError(
                 "The network's output is not finite for some of these inputs: "
