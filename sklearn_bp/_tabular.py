@@ -220,60 +220,63 @@ def _forward(net, params, X, layers, n_layers=None, masks=None, scratch=None):
     cache["E"] = E
     L = len(coefs)
     n_layers = L if n_layers is None else n_layers
-    k, n = net.k, X.shape[0]
-    dtype = coefs[0].dtype
-    adapted = net.ensemble and not net.mini
-    if net.ensemble and net.mini:
-        A = np.multiply(E[None], r[0][:, None, :],
-                        out=_empty(scratch, "U0", (k, *E.shape), dtype))
-    elif net.ensemble:
-        A = np.broadcast_to(E, (k, *E.shape))
-    else:
-        A = E[None]
+    A = _first_inputs(net, E, r, scratch)
     inputs, Ps, Zs, As, Ms = [], [], [], [], []
     for i in range(n_layers):
-        last = i == L - 1
-        W = coefs[i]
-        if last and net.ensemble:
-            Z = np.matmul(A, W,
-                          out=_empty(scratch, ("Z", i), (k, n, W.shape[2]), dtype))
-            Z += intercepts[i][:, None, :]
-            inputs.append(A)
-        else:
-            U = A
-            if adapted:
-                U = np.multiply(A, r[i][:, None, :],
-                                out=_empty(scratch, ("U", i), A.shape, dtype))
-            inputs.append(U)
-            m = U.shape[0]
-            P = np.matmul(U.reshape(-1, U.shape[2]), W,
-                          out=_empty(scratch, ("P", i), (m * n, W.shape[1]), dtype))
-            P = P.reshape(m, n, -1)
-            if adapted:
-                Ps.append(P)  # (kept for the output scale's gradient)
-                Z = np.multiply(P, s[i][:, None, :],
-                                out=_empty(scratch, ("Z", i), P.shape, dtype))
-            else:
-                Ps.append(None)
-                Z = P
-            b = intercepts[i]
-            Z += b[:, None, :] if b.ndim == 2 else b
+        U, P, Z = _layer(net, i, A, coefs[i], intercepts[i], r, s, scratch)
+        inputs.append(U)
+        Ps.append(P)
         Zs.append(Z)
-        if last:
+        if i == L - 1:
             break
         activation = layers[i].activation
         # in Z's buffer when the backward hook reads only A (see _network)
         A = Z
         if needs_pre_activations(activation):
-            A = _empty(scratch, ("A", i), Z.shape, dtype)
+            A = _empty(scratch, ("A", i), Z.shape, Z.dtype)
         A = activation._forward_into(Z, A)
         As.append(A)
         mask = None if masks is None else masks(i, A.shape, A.dtype)
         Ms.append(mask)
         if mask is not None:
-            A = np.multiply(A, mask, out=_empty(scratch, ("out", i), A.shape, dtype))
+            A = np.multiply(A, mask, out=_empty(scratch, ("out", i), A.shape, A.dtype))
     cache.update(inputs=inputs, P=Ps, Z=Zs, A=As, M=Ms, scratch=scratch)
     return (Zs[-1] if n_layers == L else A), cache
+
+
+def _first_inputs(net, E, r, scratch):
+    """The first layer's inputs per member: ``(k, n, d)`` (a broadcast view
+    when every member reads the same, scaled per member for TabM-mini)."""
+    if not net.ensemble:
+        return E[None]
+    if not net.mini:
+        return np.broadcast_to(E, (net.k, *E.shape))
+    return np.multiply(E[None], r[0][:, None, :],
+                       out=_empty(scratch, "U0", (net.k, *E.shape), E.dtype))
+
+
+def _layer(net, i, A, W, b, r, s, scratch):
+    """Layer ``i``'s product: ``(U, P, Z)``, its (scaled) input, its product
+    before the output scale (``None`` when it has none) and ``Z``."""
+    k, n, dtype = A.shape[0], A.shape[1], W.dtype
+    if W.ndim == 3:  # each member's own output layer
+        Z = np.matmul(A, W, out=_empty(scratch, ("Z", i), (k, n, W.shape[2]), dtype))
+        Z += b[:, None, :]
+        return A, None, Z
+    adapted = net.ensemble and not net.mini
+    U = A
+    if adapted:
+        U = np.multiply(A, r[i][:, None, :], out=_empty(scratch, ("U", i), A.shape,
+                                                          dtype))
+    P = np.matmul(U.reshape(-1, U.shape[2]), W,
+                  out=_empty(scratch, ("P", i), (k * n, W.shape[1]), dtype))
+    P = P.reshape(k, n, -1)
+    Z = P
+    if adapted:  # (P is kept for the output scale's gradient)
+        Z = np.multiply(P, s[i][:, None, :], out=_empty(scratch, ("Z", i), P.shape,
+                                                          dtype))
+    Z += b[:, None, :] if b.ndim == 2 else b
+    return U, (P if adapted else None), Z
 
 
 def _backward(net, params, cache, delta, layers, l2, grads):

@@ -669,19 +669,7 @@ class RMSprop(Optimizer):
             *rest, s = rest
             if weight_decay:
                 _add_weight_decay(g_, p_, weight_decay, s)
-            np.multiply(g_, g_, out=s)
-            s *= 1.0 - rho
-            v_ *= rho
-            v_ += s
-            if centered:
-                gbar = rest[0]
-                gbar *= rho
-                gbar += np.multiply(g_, 1.0 - rho, out=s)
-                avg = np.multiply(gbar, gbar, out=s)
-                np.subtract(v_, avg, out=avg)
-                np.sqrt(avg, out=avg)
-            else:
-                avg = np.sqrt(v_, out=s)
+            avg = _rms_denominator(g_, v_, rest[0] if centered else None, s, rho)
             avg += eps
             np.divide(g_, avg, out=g_)  # g / avg, in g's buffer
             if momentum > 0:
@@ -694,6 +682,23 @@ class RMSprop(Optimizer):
                 p_ -= g_
 
         return kernel, buffers
+
+
+def _rms_denominator(g, v, gbar, scratch, rho):
+    """RMSprop's ``sqrt(v)`` (``sqrt(v - gbar**2)`` when centered, ``gbar``
+    given) after updating ``v`` (and ``gbar``) in place with ``g``; written in
+    ``scratch``, which it returns."""
+    np.multiply(g, g, out=scratch)
+    scratch *= 1.0 - rho
+    v *= rho
+    v += scratch
+    if gbar is None:
+        return np.sqrt(v, out=scratch)
+    gbar *= rho
+    gbar += np.multiply(g, 1.0 - rho, out=scratch)
+    avg = np.multiply(gbar, gbar, out=scratch)
+    np.subtract(v, avg, out=avg)
+    return np.sqrt(avg, out=avg)
 
 
 class LBFGS(Spec):
