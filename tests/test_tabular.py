@@ -2,12 +2,10 @@
 implementations (``rtdl_num_embeddings``, ``tabm``), finite differences, and
 the estimators' behaviour with them."""
 
-import warnings
-
 import numpy as np
 import pytest
+from _helpers import central_differences, quiet_fit
 from sklearn.datasets import load_digits, make_regression
-from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_bp import BackpropClassifier, BackpropRegressor, _tabular
 from sklearn_bp._init import glorot_uniform
@@ -33,10 +31,7 @@ EMBEDDINGS = {
 ENSEMBLES = {"k1": (1, False), "tabm": (3, False), "tabm-mini": (3, True)}
 
 
-def _quiet_fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y)
+_quiet_fit = quiet_fit
 
 
 def _problem(embedding, ensemble, seed=0, n=9, n_features=3, hidden=(5, 4),
@@ -71,18 +66,10 @@ def test_gradients_match_central_differences(embedding, ensemble):
     net, params, X, Y, layers = _problem(embedding, ensemble)
     sw = np.random.RandomState(1).uniform(0.5, 2.0, X.shape[0])
     _, grads = _loss(net, params, X, Y, layers, sw)
-    h = 1e-6
-    for p, g in zip(params, grads, strict=True):
-        numeric = np.empty_like(p)
-        for idx in np.ndindex(p.shape):
-            saved = p[idx]
-            p[idx] = saved + h
-            plus = _loss(net, params, X, Y, layers, sw)[0]
-            p[idx] = saved - h
-            minus = _loss(net, params, X, Y, layers, sw)[0]
-            p[idx] = saved
-            numeric[idx] = (plus - minus) / (2 * h)
-        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
+    numeric = central_differences(lambda: _loss(net, params, X, Y, layers, sw)[0],
+                                  params)
+    for g, expected in zip(grads, numeric, strict=True):
+        np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("ensemble", ["tabm", "tabm-mini"])

@@ -7,13 +7,12 @@ scales and a plain torch loop with ``torch.nn.utils.clip_grad_norm_`` for
 clipping.
 """
 
-import warnings
 
 import numpy as np
 import pytest
+from _helpers import central_differences, quiet_fit
 from scipy.special import softmax
 from sklearn.datasets import load_digits, make_regression
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
@@ -33,10 +32,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 
-def _quiet_fit(est, X, y, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y, **kwargs)
+_quiet_fit = quiet_fit
 
 
 @pytest.fixture(scope="module")
@@ -139,19 +135,12 @@ def test_dropout_gradients_with_a_fixed_mask_match_finite_differences():
     X, Y, layers, coefs, intercepts, workspace = _dropout_problem(seed=3)
     _, cg, ig = _value(X, Y, layers, coefs, intercepts, workspace)
     analytic = [g.copy() for g in cg + ig]
-    params = coefs + intercepts
-    h = 1e-6
-    for p, g in zip(params, analytic, strict=True):
-        numeric = np.empty_like(p)
-        for idx in np.ndindex(p.shape):
-            saved = p[idx]
-            p[idx] = saved + h
-            plus = _value(X, Y, layers, coefs, intercepts, workspace)[0]
-            p[idx] = saved - h
-            minus = _value(X, Y, layers, coefs, intercepts, workspace)[0]
-            p[idx] = saved
-            numeric[idx] = (plus - minus) / (2 * h)
-        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-9)
+    numeric = central_differences(
+        lambda: _value(X, Y, layers, coefs, intercepts, workspace)[0],
+        coefs + intercepts,
+    )
+    for g, expected in zip(analytic, numeric, strict=True):
+        np.testing.assert_allclose(g, expected, rtol=1e-6, atol=1e-9)
 
 
 def test_dropout_masks_keep_one_minus_rate_scaled():
