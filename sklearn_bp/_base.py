@@ -433,6 +433,10 @@ class BaseBackprop(
                 self, X, accept_sparse="csr", dtype=self.coefs_[0].dtype, reset=False
             )
 
+    # (defined in this class's body so that scikit-learn's set_output wraps
+    # it: it wraps only the methods a TransformerMixin subclass defines itself)
+    transform = ParametersMixin.transform
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
