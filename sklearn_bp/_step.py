@@ -266,7 +266,9 @@ class Step:
         rate = self.layers[i].dropout
         if not rate:
             return None
-        mask = self.dropout_rng.random(shape, dtype=dtype)
+        # (into the step's scratch: a mask is needed only until the backward pass)
+        mask = self._tabular_scratch.get(("mask", i), shape, dtype)
+        self.dropout_rng.random(dtype=dtype, out=mask)
         np.greater_equal(mask, rate, out=mask)
         mask *= 1.0 / (1.0 - rate)
         return mask

@@ -356,7 +356,11 @@ def loss_and_gradients(net, params, X, Y, sample_weight, layers, loss, alpha,
     raw, cache = _forward(net, params, X, layers, masks=masks, scratch=scratch)
     k = raw.shape[0]
     flat = np.ascontiguousarray(raw).reshape(k * n, -1)
-    Y_all = Y if k == 1 else np.tile(Y, (k, 1))
+    Y_all = Y
+    if k > 1:  # each member's rows against the same targets
+        Y_all = _empty(scratch, "Y", (k, *Y.shape), flat.dtype)
+        Y_all[...] = Y
+        Y_all = Y_all.reshape(k * n, -1)
     sw_all = None if sample_weight is None else np.tile(sample_weight, k)
     value = loss._loss_and_delta(Y_all, flat, sw_all, k * weight_sum, out=flat)
     coefs = params[: net.n_hidden + 1]

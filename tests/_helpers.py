@@ -30,3 +30,24 @@ def central_differences(value, params, h=1e-6):
             out[idx] = (plus - minus) / (2 * h)
         numeric.append(out)
     return numeric
+
+
+def force_fused_step(monkeypatch):
+    """Make any network take the fused step (``sklearn_bp._fused``), split
+    however small; returns a dict counting the steps it took (``"fused"``) and
+    those it handed to the generic step (``"fallback"``)."""
+    from sklearn_bp import _fused
+
+    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(_fused, "_MIN_SPLIT", 0)
+    monkeypatch.setattr(_fused, "_MIN_PART", 1)
+    calls = {"fused": 0, "fallback": 0}
+    run = _fused.FusedStep.run
+
+    def counting_run(self, *args):
+        result = run(self, *args)
+        calls["fused" if result is not None else "fallback"] += 1
+        return result
+
+    monkeypatch.setattr(_fused.FusedStep, "run", counting_run)
+    return calls

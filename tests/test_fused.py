@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from _helpers import force_fused_step
 from _helpers import quiet_fit as _fit
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -22,19 +23,7 @@ from sklearn_bp.optimizers import SGD, Adam, RMSprop
 @pytest.fixture
 def fused(monkeypatch):
     """Force the fused step on any network; record how often it ran."""
-    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", 0)
-    monkeypatch.setattr(_fused, "_MIN_SPLIT", 0)
-    monkeypatch.setattr(_fused, "_MIN_PART", 1)
-    calls = {"fused": 0, "fallback": 0}
-    run = _fused.FusedStep.run
-
-    def counting_run(self, *args):
-        result = run(self, *args)
-        calls["fused" if result is not None else "fallback"] += 1
-        return result
-
-    monkeypatch.setattr(_fused.FusedStep, "run", counting_run)
-    return calls
+    return force_fused_step(monkeypatch)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import force_fused_step
 from scipy import sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -314,18 +315,7 @@ def generic_step(monkeypatch):
 def fused_step(monkeypatch):
     """Make any network take the fused step (sklearn_bp._fused), split across
     two threads however small; count the steps it took."""
-    monkeypatch.setattr(_fused, "_MIN_WEIGHTS", 0)
-    monkeypatch.setattr(_fused, "_MIN_SPLIT", 0)
-    monkeypatch.setattr(_fused, "_MIN_PART", 1)
-    calls = {"fused": 0, "fallback": 0}
-    run = _fused.FusedStep.run
-
-    def counting_run(self, *args):
-        result = run(self, *args)
-        calls["fused" if result is not None else "fallback"] += 1
-        return result
-
-    monkeypatch.setattr(_fused.FusedStep, "run", counting_run)
+    calls = force_fused_step(monkeypatch)
     with threadpool_limits(limits=2, user_api="blas"):
         yield calls
 
