@@ -31,7 +31,7 @@ from sklearn.utils import gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
 from ._flat import packed_empty
-from ._network import needs_pre_activations
+from ._network import _scratch_dtype, needs_pre_activations
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def _forward(net, params, X, layers, n_layers=None, masks=None, scratch=None):
     L = len(coefs)
     n_layers = L if n_layers is None else n_layers
     A = _first_inputs(net, E, r, scratch)
-    inputs, Ps, Zs, As, Ms = [], [], [], [], []
+    inputs, Ps, Zs, As, Ms, outs = [], [], [], [], [], []
     for i in range(n_layers):
         U, P, Z = _layer(net, i, A, coefs[i], intercepts[i], r, s, scratch)
         inputs.append(U)
@@ -240,7 +240,9 @@ def _forward(net, params, X, layers, n_layers=None, masks=None, scratch=None):
         Ms.append(mask)
         if mask is not None:
             A = np.multiply(A, mask, out=_empty(scratch, ("out", i), A.shape, A.dtype))
-    cache.update(inputs=inputs, P=Ps, Z=Zs, A=As, M=Ms, scratch=scratch)
+        # (the layer's output, masked: the next input scale's gradient reads it)
+        outs.append(A)
+    cache.update(inputs=inputs, P=Ps, Z=Zs, A=As, M=Ms, out=outs, scratch=scratch)
     return (Zs[-1] if n_layers == L else A), cache
 
 
@@ -284,7 +286,7 @@ def _backward(net, params, cache, delta, layers, l2, grads):
     member-major ``(k, n, n_outputs)``."""
     coefs, intercepts, embedding, r, s = net.split(params)
     g_coefs, g_intercepts, g_embedding, g_r, g_s = net.split(grads)
-    inputs, Zs, As, Ms = (cache[key] for key in ("inputs", "Z", "A", "M"))
+    inputs, Zs, As, Ms, outs = (cache[key] for key in ("inputs", "Z", "A", "M", "out"))
     L = len(coefs)
     adapted = net.ensemble and not net.mini
     dZ = delta
@@ -292,28 +294,27 @@ def _backward(net, params, cache, delta, layers, l2, grads):
         if i == L - 1 and net.ensemble:  # each member's own output layer
             np.matmul(inputs[i].transpose(0, 2, 1), dZ, out=g_coefs[i])
             dZ.sum(axis=1, out=g_intercepts[i])
-            dU = np.matmul(dZ, coefs[i].transpose(0, 2, 1),
-                           out=_empty(cache["scratch"], ("dU", i), inputs[i].shape,
-                                      dZ.dtype))
+            dU = _output_layer_input_delta(dZ, coefs[i], cache["scratch"], i)
         else:
             dU = _shared_layer_backward(net, i, cache, dZ, coefs, s, grads)
         if l2:
             g_coefs[i] += l2 * coefs[i]
         if adapted and i < L - 1:
             # U = A_prev * r: the scale's gradient, then the input's
-            previous = cache["E"][None] if i == 0 else _layer_output(As, Ms, i - 1)
+            previous = cache["E"][None] if i == 0 else outs[i - 1]
             previous = np.broadcast_to(previous, dU.shape)
-            g_r[i][...] = np.einsum("kni,kni->ki", dU, previous)
+            np.einsum("kni,kni->ki", dU, previous, out=g_r[i])
             dU *= r[i][:, None, :]
         if i > 0:
             # (dU is a new array: the mask and the derivative apply in place)
             if Ms[i - 1] is not None:
                 dU *= Ms[i - 1]
-            dZ = layers[i - 1].activation._backprop_into(Zs[i - 1], As[i - 1], dU)
+            dZ = _hidden_delta(layers[i - 1], Zs[i - 1], As[i - 1], dU,
+                               cache["scratch"], i - 1)
     # the first layer's inputs: the (scaled) embedding or features
     if net.ensemble and net.mini:
-        g_r[0][...] = np.einsum("kni,ni->ki", dU, cache["E"])
-        dU = dU * r[0][:, None, :]
+        np.einsum("kni,ni->ki", dU, cache["E"], out=g_r[0])
+        dU *= r[0][:, None, :]  # (dU is the step's own array)
     if net.embedding is not None:
         net.embedding._backward(embedding, net.state, cache["embedding"],
                                 dU.sum(axis=0), g_embedding)
@@ -330,7 +331,7 @@ def _shared_layer_backward(net, i, cache, dZ, coefs, s, grads):
         g_intercepts[i][...] = dZ.sum(axis=(0, 1))
     dP = dZ
     if net.ensemble and not net.mini:  # Z = P * s + b
-        g_s[i][...] = np.einsum("kno,kno->ko", dZ, cache["P"][i])
+        np.einsum("kno,kno->ko", dZ, cache["P"][i], out=g_s[i])
         dP *= s[i][:, None, :]  # (dZ is not needed after this layer)
     flat_dP = dP.reshape(-1, dP.shape[2])
     np.matmul(U.reshape(-1, U.shape[2]).T, flat_dP, out=g_coefs[i])
@@ -338,8 +339,25 @@ def _shared_layer_backward(net, i, cache, dZ, coefs, s, grads):
     return np.matmul(flat_dP, coefs[i].T, out=dU).reshape(U.shape)
 
 
-def _layer_output(As, Ms, i):
-    return As[i] if Ms[i] is None else As[i] * Ms[i]
+def _hidden_delta(layer, Z, A, delta, scratch, i):
+    """``dL/dZ`` of hidden layer ``i`` from ``delta = dL/dA``, in place, the
+    activation's hook working in a reused array (ReLU's 0/1 mask: a new one
+    each batch is k times a network's)."""
+    dtype = _scratch_dtype(layer, delta.dtype)
+    buffer = _empty(scratch, ("act", i), delta.shape, dtype)
+    return layer.activation._backprop_into(Z, A, delta, buffer)
+
+
+def _output_layer_input_delta(dZ, W, scratch, i):
+    """``dZ_j @ W_j.T`` for every member's own output layer ``W`` (k, width,
+    n_outputs)."""
+    dU = _empty(scratch, ("dU", i), (*dZ.shape[:2], W.shape[1]), dZ.dtype)
+    if W.shape[2] == 1:
+        # One output: an outer product, the same single products as the
+        # matmul, which runs a slow loop for an inner dimension of 1 (4x the
+        # time of this broadcast multiply at k = 32).
+        return np.multiply(dZ, W.transpose(0, 2, 1), out=dU)
+    return np.matmul(dZ, W.transpose(0, 2, 1), out=dU)
 
 
 def loss_and_gradients(net, params, X, Y, sample_weight, layers, loss, alpha,
