@@ -521,6 +521,18 @@ def loss_and_gradients(
     return value, workspace.coef_grads, workspace.intercept_grads
 
 
+# Rows per chunk of predict_raw at most. Chunks as large as working_memory
+# allows (1 GiB by default: all 200,000 rows of the benchmark at once) are
+# slower: their buffers are fresh memory, which the kernel maps page by page
+# on first touch (in float64 on W2's network, 200,000 rows took 1.0 to 1.4 s
+# instead of 0.4 s), and their activations leave the caches between layers.
+# Measured on W2's (256, 128) and W4's (1024, 1024) networks, 200,000 and
+# 50,000 rows, float64 and float32: 1,024 to 4,096 rows are within a few
+# percent of each other and the fastest; 512 rows start to lose GEMM
+# efficiency on the 1024-wide layers.
+_PREDICT_ROWS = 2048
+
+
 def predict_raw(coefs, intercepts, X, layers, n_layers=None):
     """Raw outputs (or hidden activations) in chunks of bounded memory.
 
@@ -554,11 +566,13 @@ def predict_raw(coefs, intercepts, X, layers, n_layers=None):
     dtype = coefs[0].dtype
     n_samples = X.shape[0]
     out = np.empty((n_samples, widths[-1]), dtype=dtype)
-    # Two live buffers per row at most (a layer's input and output); the
-    # chunk size follows scikit-learn's working_memory setting.
+    # Two live buffers per row at most (a layer's input and output). The
+    # chunk is at most _PREDICT_ROWS rows, and less when scikit-learn's
+    # working_memory says so: see _PREDICT_ROWS for why not as many rows as
+    # working_memory allows.
     row_bytes = 2 * max(widths) * dtype.itemsize
     chunk = get_chunk_n_rows(row_bytes, max_n_rows=n_samples)
-    chunk = max(1, min(chunk, n_samples))
+    chunk = max(1, min(chunk, n_samples, _PREDICT_ROWS))
     buffers = [np.empty((chunk, w), dtype=dtype) for w in widths]
     for rows in gen_batches(n_samples, chunk):
         n = rows.stop - rows.start
