@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
 from ._flat import packed_empty
+from ._threads import blas_threads_for
 from .activations import Activation
 
 
@@ -574,6 +575,16 @@ def predict_raw(coefs, intercepts, X, layers, n_layers=None):
     chunk = get_chunk_n_rows(row_bytes, max_n_rows=n_samples)
     chunk = max(1, min(chunk, n_samples, _PREDICT_ROWS))
     buffers = [np.empty((chunk, w), dtype=dtype) for w in widths]
+    # (one BLAS thread when the chunks' products are small: see _threads)
+    with blas_threads_for(coefs[:n_layers], X, chunk, passes=1):
+        _forward_chunks(coefs, intercepts, X, layers, n_layers, buffers, out)
+    return out
+
+
+def _forward_chunks(coefs, intercepts, X, layers, n_layers, buffers, out):
+    """Fill ``out`` with the forward pass of ``X``, chunk by chunk through
+    ``buffers`` (see :func:`predict_raw`)."""
+    n_samples, chunk = X.shape[0], buffers[0].shape[0]
     for rows in gen_batches(n_samples, chunk):
         n = rows.stop - rows.start
         views = buffers if n == chunk else [b[:n] for b in buffers]
@@ -593,4 +604,3 @@ def predict_raw(coefs, intercepts, X, layers, n_layers=None):
                 "learning_rate_init)."
             )
         out[rows] = result
-    return out

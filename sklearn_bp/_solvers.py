@@ -18,11 +18,11 @@ from scipy.optimize import minimize
 from sklearn.utils import gen_batches
 
 from ._flat import flat_base, packed_empty
-from ._fused import single_threaded_scipy_blas
 from ._network import loss_and_gradients
 from ._step import DivergenceError, Step, all_finite, workspace_for
 from ._tabular import Scratch
 from ._tabular import loss_and_gradients as tabular_loss_and_gradients
+from ._threads import single_threaded_scipy_blas
 
 
 @dataclass

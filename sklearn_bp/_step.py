@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from ._flat import flat_base, packed_copy, packed_empty
-from ._fused import FusedStep, fusable, single_threaded_blas, thread_budget
+from ._fused import FusedStep, fusable
 from ._network import (
     Workspace,
     as_layers,
@@ -26,6 +26,7 @@ from ._network import (
 )
 from ._tabular import Scratch
 from ._tabular import loss_and_gradients as tabular_loss_and_gradients
+from ._threads import blas_threads_for, single_threaded_blas, thread_budget
 from .optimizers import BUILTIN_OPTIMIZERS
 
 
@@ -163,11 +164,15 @@ class Step:
 
     def prepare(self, X):
         """Set up the fused step for ``X``'s batches if it applies; return the
-        context to run them in (one BLAS thread while the step's threads work)."""
+        context to run them in: one BLAS thread while the fused step's threads
+        work, or when the step's products are too small to share (see
+        :func:`~sklearn_bp._threads.blas_threads_for`)."""
         if self.tabular is not None or not fusable(self.coefs, self.intercepts,
                                                    self.optimizer, X):
             self.close()
-            return nullcontext()
+            if self.tabular is not None:
+                return nullcontext()
+            return blas_threads_for(self.coefs, X, self.workspace.n_rows)
         if self._fused is None:
             self._fused = FusedStep(
                 self.coefs, self.intercepts, self.previous,
