@@ -124,7 +124,9 @@ class Buffers(NamedTuple):
     hook does not read ``Z``); ``delta[i]`` its delta; ``scratch[i]`` the
     activation hook's scratch. For a layer with dropout, ``mask[i]`` holds the
     batch's mask (0 or ``1 / (1 - rate)``) and ``out[i]`` the masked output the
-    next layer reads; otherwise ``mask[i]`` is ``None`` and ``out[i] is A[i]``.
+    next layer reads (``out[i] is A[i]``, masked in place, when the backward hook
+    allows it: see :func:`drops_in_place`); otherwise ``mask[i]`` is ``None``
+    and ``out[i] is A[i]``.
     """
 
     Z: list
@@ -176,8 +178,9 @@ class Workspace:
             for w, layer in zip(hidden, layers, strict=True)
         ]
         self.out = [
-            A if mask is None else np.empty_like(mask)
-            for A, mask in zip(self.A, self.mask, strict=True)
+            A if mask is None or drops_in_place(layer.activation)
+            else np.empty_like(mask)
+            for A, mask, layer in zip(self.A, self.mask, layers, strict=True)
         ]
         # For the activations' in-place backward hooks, which use it for one
         # layer at a time: one buffer per scratch dtype, of the widest such
@@ -247,13 +250,14 @@ class Workspace:
 
 def workspace_key(layer_units, dtype, layers):
     """What a workspace's buffers depend on: architecture, dtype, and per
-    hidden layer whether ``Z`` is kept, the scratch dtype and dropout."""
+    hidden layer whether ``Z`` is kept, the scratch dtype, dropout and whether
+    it is applied in place."""
     return (
         tuple(layer_units),
         np.dtype(dtype),
         tuple(
             (needs_pre_activations(layer.activation), _scratch_dtype(layer, dtype),
-             bool(layer.dropout))
+             bool(layer.dropout), drops_in_place(layer.activation))
             for layer in layers
         ),
     )
@@ -269,6 +273,21 @@ def draw_masks(buffers, layers, generator):
         # (in place: the uniform draw becomes 0/1, then 0/scale)
         np.greater_equal(mask, layer.dropout, out=mask)
         mask *= 1.0 / (1.0 - layer.dropout)
+
+
+def drops_in_place(activation):
+    """Whether a dropout mask may overwrite the layer's activations in place.
+
+    True for activations whose backward hook reads only the sign of ``A``
+    (the class attribute ``_drops_in_place``, ReLU's): the mask's positive
+    scale keeps that sign, and where the mask is 0 the delta is 0 before the
+    hook multiplies it, so the masked ``A`` gives the same bits as the
+    unmasked one. The next layer reads the masked ``A`` either way: no
+    separate buffer for it (W2's network at batch 200 in float64: 0.6 MiB).
+    """
+    return getattr(activation, "_drops_in_place", False) and not needs_pre_activations(
+        activation
+    )
 
 
 def needs_pre_activations(activation):

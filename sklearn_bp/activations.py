@@ -255,6 +255,8 @@ class ReLU(Activation):
 
     _backprop_uses_Z = False  # the backward hook reads only A
     _scratch_dtype = np.bool_  # its scratch holds a 0/1 mask
+    # ... and only A's sign: dropout may mask A in place (see _network)
+    _drops_in_place = True
 
     def forward(self, Z):
         return np.maximum(Z, 0)

@@ -102,12 +102,12 @@ def test_activation_sequence_errors(Estimator, digits):
 # -- dropout ----------------------------------------------------------------------
 
 
-def _dropout_problem(seed=0, n=7, rates=(0.3, 0.5)):
+def _dropout_problem(seed=0, n=7, rates=(0.3, 0.5), activations=("tanh", "softplus")):
     rng = np.random.RandomState(seed)
     X = rng.normal(size=(n, 4))
     Y = rng.normal(size=(n, 2))
-    layers = [Layer(get_activation("tanh"), rates[0]),
-              Layer(get_activation("softplus"), rates[1])]
+    layers = [Layer(get_activation(activations[0]), rates[0]),
+              Layer(get_activation(activations[1]), rates[1])]
     units = [4, 6, 5, 2]
     coefs, intercepts = init_params(units, layers, rng)
     workspace = Workspace(units, n, np.float64, layers)
@@ -135,6 +135,31 @@ def test_dropout_gradients_with_a_fixed_mask_match_finite_differences():
     X, Y, layers, coefs, intercepts, workspace = _dropout_problem(seed=3)
     _, cg, ig = _value(X, Y, layers, coefs, intercepts, workspace)
     analytic = [g.copy() for g in cg + ig]
+    numeric = central_differences(
+        lambda: _value(X, Y, layers, coefs, intercepts, workspace)[0],
+        coefs + intercepts,
+    )
+    for g, expected in zip(analytic, numeric, strict=True):
+        np.testing.assert_allclose(g, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_relu_layers_are_masked_in_place_with_the_same_result():
+    # ReLU's backward hook reads only the sign of A, which the mask keeps
+    # (and where the mask is 0 the delta is 0 anyway): its dropout writes
+    # into A itself, no separate output buffer; tanh's needs A unmasked.
+    X, Y, layers, coefs, intercepts, workspace = _dropout_problem(
+        seed=5, n=9, activations=("relu", "tanh"))
+    buffers = workspace.rows(X.shape[0])
+    assert buffers.out[0] is buffers.A[0]
+    assert buffers.out[1] is not buffers.A[1]
+    masks = [m.copy() for m in buffers.mask]
+    value, cg, ig = _value(X, Y, layers, coefs, intercepts, workspace)
+    analytic = [g.copy() for g in cg + ig]
+    A = np.maximum(X @ coefs[0] + intercepts[0], 0) * masks[0]
+    A = np.tanh(A @ coefs[1] + intercepts[1]) * masks[1]
+    raw = A @ coefs[2] + intercepts[2]
+    penalty = 0.01 / (2 * X.shape[0]) * sum(np.sum(W**2) for W in coefs)
+    assert value == pytest.approx(0.5 * np.mean((raw - Y) ** 2) + penalty, rel=1e-12)
     numeric = central_differences(
         lambda: _value(X, Y, layers, coefs, intercepts, workspace)[0],
         coefs + intercepts,
