@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from sklearn_bp.utils import _central_differences
+
 
 def quiet_fit(est, *args, **kwargs):
     """``est.fit(*args, **kwargs)`` without the ConvergenceWarning that fixed,
@@ -16,20 +18,12 @@ def quiet_fit(est, *args, **kwargs):
 
 def central_differences(value, params, h=1e-6):
     """``(value() at p + h - value() at p - h) / 2h`` for every element of every
-    array in ``params``, perturbed in place one at a time and restored."""
-    numeric = []
-    for p in params:
-        out = np.empty_like(p)
-        for idx in np.ndindex(p.shape):
-            saved = p[idx]
-            p[idx] = saved + h
-            plus = value()
-            p[idx] = saved - h
-            minus = value()
-            p[idx] = saved
-            out[idx] = (plus - minus) / (2 * h)
-        numeric.append(out)
-    return numeric
+    array in ``params`` (perturbed in place one at a time and restored), as
+    arrays shaped like ``params``: the loop of ``sklearn_bp.utils.check_gradients``."""
+    flat = _central_differences(value, params, h)
+    sizes = np.cumsum([p.size for p in params])[:-1]
+    return [part.reshape(p.shape) for part, p in zip(np.split(flat, sizes), params,
+                                                     strict=True)]
 
 
 def force_fused_step(monkeypatch):
