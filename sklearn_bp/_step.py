@@ -171,6 +171,8 @@ class Step:
                                                    self.optimizer, X):
             self.close()
             if self.tabular is not None:
+                # (k members' products per layer, counted by no rule yet: BLAS
+                # keeps its threads, as before the rule)
                 return nullcontext()
             return blas_threads_for(self.coefs, X, self.workspace.n_rows)
         if self._fused is None:

@@ -31,7 +31,12 @@ from sklearn.utils import gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
 
 from ._flat import packed_empty
-from ._network import _scratch_dtype, needs_pre_activations
+from ._network import (
+    _scratch_dtype,
+    drops_in_place,
+    hidden_delta,
+    needs_pre_activations,
+)
 
 
 @dataclass(frozen=True)
@@ -239,7 +244,11 @@ def _forward(net, params, X, layers, n_layers=None, masks=None, scratch=None):
         mask = None if masks is None else masks(i, A.shape, A.dtype)
         Ms.append(mask)
         if mask is not None:
-            A = np.multiply(A, mask, out=_empty(scratch, ("out", i), A.shape, A.dtype))
+            # (in A itself where the backward hook allows it, as the plain
+            # network does: see _network.drops_in_place)
+            out = A if drops_in_place(activation) else _empty(
+                scratch, ("out", i), A.shape, A.dtype)
+            A = np.multiply(A, mask, out=out)
         # (the layer's output, masked: the next input scale's gradient reads it)
         outs.append(A)
     cache.update(inputs=inputs, P=Ps, Z=Zs, A=As, M=Ms, out=outs, scratch=scratch)
@@ -345,7 +354,7 @@ def _hidden_delta(layer, Z, A, delta, scratch, i):
     each batch is k times a network's)."""
     dtype = _scratch_dtype(layer, delta.dtype)
     buffer = _empty(scratch, ("act", i), delta.shape, dtype)
-    return layer.activation._backprop_into(Z, A, delta, buffer)
+    return hidden_delta(Z, A, delta, buffer, layer.activation)
 
 
 def _output_layer_input_delta(dZ, W, scratch, i):
