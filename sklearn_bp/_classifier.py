@@ -355,8 +355,11 @@ class BackpropClassifier(ClassifierMixin, BaseBackprop):
             self._check_classes(y, multilabel, classes, incremental)
         if classes is not None and not multilabel:
             _check_labels_in(y, self.classes_, "classes")
+        # type_of_target(self.classes_), without its validation pass: the
+        # classes are already known to be valid labels, at least 2 of them
         self._loss = self._loss._for_target(
-            target_type if self._multilabel else type_of_target(self.classes_)
+            target_type if self._multilabel
+            else "multiclass" if len(self.classes_) > 2 else "binary"
         )
         self.out_activation_ = self._loss.out_activation_name
         # 0/1 indicators kept as uint8 (an eighth of float64; the training

@@ -197,11 +197,11 @@ class StochasticSolver:
                     np.empty((self.batch_size, X.shape[1]), dtype=X.dtype),
                     np.empty((self.batch_size, Y.shape[1]), dtype=Y.dtype),
                 )
-            Xb = np.take(X, idx, axis=0, out=self._batch_buffers[0][: idx.shape[0]])
+            Xb = X.take(idx, axis=0, out=self._batch_buffers[0][: idx.shape[0]])
         if self._batch_buffers is None:
             Yb = Y[idx]
         else:
-            Yb = np.take(Y, idx, axis=0, out=self._batch_buffers[1][: idx.shape[0]])
+            Yb = Y.take(idx, axis=0, out=self._batch_buffers[1][: idx.shape[0]])
         sw = None if sample_weight is None else sample_weight[idx]
         return Xb, self._in_param_dtype(Yb), sw
 

@@ -218,7 +218,7 @@ def _softmax_shift(raw, out):
     Returns ``(rows, top)``, the index arrays of each row's largest entry.
     """
     rows = _row_indices(raw.shape[0])
-    top = np.argmax(raw, axis=1)
+    top = raw.argmax(axis=1)
     row_max = raw[rows, top][:, None]  # a copy: safe when out aliases raw
     with np.errstate(over="ignore"):  # -inf for entries ~1e308 below the max
         np.subtract(raw, row_max, out=out)
