@@ -34,19 +34,17 @@ Usage::
 import argparse
 import statistics
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import gen_batches
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import _quiet_fit, interleaved  # noqa: E402
 from torch_loop import initial_params  # noqa: E402
 
 from sklearn_bp import BackpropClassifier  # noqa: E402
@@ -149,11 +147,8 @@ def _loop_accuracy(X, y, epochs):
     return float(np.mean(np.unique(y)[Z.argmax(axis=1)] == y))
 
 
-def _fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X, y)
-    return est.score(X, y)
+def _score(est, X, y):
+    return _quiet_fit(est, X, y).score(X, y)
 
 
 def main(argv=None):
@@ -193,19 +188,15 @@ def main(argv=None):
             Xd = X.astype(dtype)
             runs = {
                 "floor": lambda Xd=Xd: _loop_accuracy(Xd, y, args.epochs),
-                "ours": lambda Xd=Xd: _fit(BackpropClassifier(**params), Xd, y),
-                "MLP": lambda Xd=Xd: _fit(MLPClassifier(**params), Xd, y),
+                "ours": lambda Xd=Xd: _score(BackpropClassifier(**params), Xd, y),
+                "MLP": lambda Xd=Xd: _score(MLPClassifier(**params), Xd, y),
             }
-            times = {name: [] for name in runs}
-            scores = {}
-            for r in range(args.repeats):
-                names = list(runs) if r % 2 == 0 else list(runs)[::-1]
-                for name in names:
-                    time.sleep(0.2)  # let idle BLAS threads go to sleep
-                    start = time.perf_counter()
-                    scores[name] = runs[name]()
-                    times[name].append((time.perf_counter() - start) / args.epochs)
-            med = {name: statistics.median(ts) for name, ts in times.items()}
+            seconds, results = interleaved(list(runs.values()), args.repeats)
+            med = {
+                name: statistics.median(ts) / args.epochs
+                for name, ts in zip(runs, seconds, strict=True)
+            }
+            scores = dict(zip(runs, results, strict=True))
             print(
                 f"{np.dtype(dtype).name:8} {med['floor']:10.5f} {med['ours']:10.5f} "
                 f"{med['MLP']:10.5f} {med['floor'] / med['MLP']:9.3f} "
