@@ -147,6 +147,21 @@ def _loop_accuracy(X, y, epochs):
     return float(np.mean(np.unique(y)[Z.argmax(axis=1)] == y))
 
 
+def estimator_params(epochs):
+    """The settings both estimators are fitted with: the loop's work, a fixed
+    number of epochs (no stopping rule)."""
+    return dict(
+        hidden_layer_sizes=HIDDEN,
+        batch_size=BATCH,
+        alpha=ALPHA,
+        learning_rate_init=LR,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=10**9,
+        random_state=0,
+    )
+
+
 def _score(est, X, y):
     return _quiet_fit(est, X, y).score(X, y)
 
@@ -164,16 +179,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    params = dict(
-        hidden_layer_sizes=HIDDEN,
-        batch_size=BATCH,
-        alpha=ALPHA,
-        learning_rate_init=LR,
-        max_iter=args.epochs,
-        tol=0.0,
-        n_iter_no_change=10**9,
-        random_state=0,
-    )
+    params = estimator_params(args.epochs)
     print(
         f"W1 ({X.shape[0]}x{X.shape[1]} digits, {HIDDEN}, adam, batch {BATCH}), "
         f"{args.epochs} epochs, median of {args.repeats} interleaved fits, "

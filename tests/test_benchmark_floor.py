@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_bp import BackpropClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from numpy_floor import ALPHA, BATCH, HIDDEN, LR, numpy_loop  # noqa: E402
+from numpy_floor import HIDDEN, estimator_params, numpy_loop  # noqa: E402
 from torch_loop import initial_params  # noqa: E402
 
 
@@ -28,16 +28,7 @@ def test_numpy_floor_matches_fit():
     X, y = StandardScaler().fit_transform(X[:430]), y[:430]
     epochs = 3
     coefs, intercepts = numpy_loop(X, y, epochs)
-    est = BackpropClassifier(
-        hidden_layer_sizes=HIDDEN,
-        batch_size=BATCH,
-        alpha=ALPHA,
-        learning_rate_init=LR,
-        max_iter=epochs,
-        tol=0.0,
-        n_iter_no_change=10**9,
-        random_state=0,
-    )
+    est = BackpropClassifier(**estimator_params(epochs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
